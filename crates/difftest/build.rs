@@ -1,0 +1,242 @@
+//! Compiles every fixture of `fixtures/` in every variant into `$OUT_DIR/fixtures/`.
+//!
+//! Generates two files that the crate `include!`s:
+//! - `fixtures.rs`: the table of built fixtures (name, variant, path, role);
+//! - `fixture_tests.rs`: one `#[test]` per differential fixture and variant, calling
+//!   `check(name, variant)`, which each integration test file defines for its loader.
+//!
+//! Variants: C as glibc `-static` and `-static-pie`, and musl `-static` when `musl-gcc`
+//! runs; C++ as glibc `-static` and `-static-pie` when `g++` runs; freestanding code
+//! (no libc) as `-static` and `-static-pie`. A missing optional compiler is reported
+//! with `cargo:warning` and its variants are left out; a missing `gcc`, or any compile
+//! error, fails the build.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// What a fixture is written in, which decides its variants.
+#[derive(Clone, Copy)]
+enum Lang {
+    /// C against libc: glibc static, glibc static-pie, musl static.
+    C,
+    /// C++ against glibc: static, static-pie.
+    Cxx,
+    /// Freestanding C/assembly, no libc: static, static-pie.
+    NoLibc,
+    /// Freestanding, linked at the loaders' own address: static only.
+    FixedAddr,
+}
+
+/// How the tests use a fixture.
+#[derive(Clone, Copy)]
+enum Role {
+    /// Run natively and under each loader; stdout and status must match.
+    Diff,
+    /// Must be refused by the loaders (see `fixed_addr.c`).
+    Refused,
+}
+
+struct Spec {
+    name: &'static str,
+    sources: &'static [&'static str],
+    lang: Lang,
+    role: Role,
+    /// Extra compiler flags for every variant.
+    flags: &'static [&'static str],
+}
+
+const SPECS: &[Spec] = &[
+    Spec { name: "auxv_dump", sources: &["auxv_dump.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec {
+        name: "entry_probe",
+        sources: &["entry_probe.S", "entry_probe_report.c"],
+        lang: Lang::NoLibc,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec { name: "malloc", sources: &["malloc.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec { name: "bigbss", sources: &["bigbss.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec { name: "bss_scan", sources: &["bss_scan.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec { name: "data_bss", sources: &["data_bss.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec { name: "tls_threads", sources: &["tls_threads.c"], lang: Lang::C, role: Role::Diff, flags: &["-pthread"] },
+    Spec { name: "exceptions", sources: &["exceptions.cc"], lang: Lang::Cxx, role: Role::Diff, flags: &[] },
+    Spec { name: "fault", sources: &["fault.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec {
+        name: "fixed_addr",
+        sources: &["fixed_addr.c"],
+        lang: Lang::FixedAddr,
+        role: Role::Refused,
+        flags: &["-Wl,-Ttext-segment=0x3c0000000000"],
+    },
+];
+
+/// Flags shared by every build: the brief's `-O2 -g`, warnings on.
+const COMMON: &[&str] = &["-O2", "-g", "-Wall", "-Wextra"];
+
+/// Flags for code that runs without libc: no calls gcc might invent (memset, memcpy,
+/// the stack protector's `__stack_chk_fail`), no start files.
+const FREESTANDING: &[&str] = &[
+    "-ffreestanding",
+    "-fno-builtin",
+    "-fno-stack-protector",
+    "-fno-tree-loop-distribute-patterns",
+    "-nostdlib",
+];
+
+struct Job {
+    name: &'static str,
+    variant: &'static str,
+    role: Role,
+    compiler: &'static str,
+    args: Vec<String>,
+    out: PathBuf,
+}
+
+fn runs(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let src_dir = manifest.join("../../fixtures");
+    let src_dir = src_dir.canonicalize().unwrap_or(src_dir);
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let bin_dir = out_dir.join("fixtures");
+    fs::create_dir_all(&bin_dir).expect("create $OUT_DIR/fixtures");
+
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={}", src_dir.display());
+    println!("cargo:rerun-if-env-changed=PATH");
+
+    assert!(runs("gcc"), "difftest: `gcc` is needed to build the fixtures");
+    let have_musl = runs("musl-gcc");
+    let have_gxx = runs("g++");
+    if !have_musl {
+        println!("cargo:warning=musl-gcc not found: musl variants of the fixtures are not built");
+    }
+    if !have_gxx {
+        println!("cargo:warning=g++ not found: C++ fixtures are not built");
+    }
+
+    let mut jobs = Vec::new();
+    for spec in SPECS {
+        for s in spec.sources {
+            println!("cargo:rerun-if-changed={}", src_dir.join(s).display());
+        }
+        // (variant, compiler, variant flags)
+        let variants: Vec<(&'static str, &'static str, Vec<&'static str>)> = match spec.lang {
+            Lang::C => {
+                let mut v = vec![
+                    ("glibc-static", "gcc", vec!["-static"]),
+                    ("glibc-static-pie", "gcc", vec!["-static-pie", "-fPIE"]),
+                ];
+                if have_musl {
+                    v.push(("musl-static", "musl-gcc", vec!["-static"]));
+                }
+                v
+            }
+            Lang::Cxx if have_gxx => vec![
+                ("glibc-static", "g++", vec!["-static"]),
+                ("glibc-static-pie", "g++", vec!["-static-pie", "-fPIE"]),
+            ],
+            Lang::Cxx => vec![],
+            Lang::NoLibc => {
+                let mut st = FREESTANDING.to_vec();
+                st.push("-static");
+                let mut pie = FREESTANDING.to_vec();
+                pie.extend(["-static-pie", "-fPIE"]);
+                vec![("nolibc-static", "gcc", st), ("nolibc-static-pie", "gcc", pie)]
+            }
+            Lang::FixedAddr => {
+                let mut st = FREESTANDING.to_vec();
+                st.push("-static");
+                vec![("nolibc-static", "gcc", st)]
+            }
+        };
+        for (variant, compiler, vflags) in variants {
+            let out = bin_dir.join(format!("{}.{}", spec.name, variant));
+            let mut args: Vec<String> = COMMON.iter().map(|s| s.to_string()).collect();
+            args.extend(vflags.iter().map(|s| s.to_string()));
+            args.extend(spec.flags.iter().map(|s| s.to_string()));
+            args.extend(spec.sources.iter().map(|s| src_dir.join(s).display().to_string()));
+            args.push("-o".into());
+            args.push(out.display().to_string());
+            jobs.push(Job { name: spec.name, variant, role: spec.role, compiler, args, out });
+        }
+    }
+
+    build_all(&jobs);
+    write_tables(&jobs, &out_dir);
+}
+
+/// Runs the compiles on as many threads as there are CPUs; panics with the
+/// compiler's output on the first failure.
+fn build_all(jobs: &[Job]) {
+    let next = Mutex::new(0usize);
+    let errors = Mutex::new(Vec::<String>::new());
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().expect("job counter");
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                let Some(job) = jobs.get(i) else { break };
+                let result = Command::new(job.compiler).args(&job.args).output();
+                let failure = match result {
+                    Ok(o) if o.status.success() => None,
+                    Ok(o) => Some(format!(
+                        "{} {}: {}\n{}{}",
+                        job.compiler,
+                        job.args.join(" "),
+                        o.status,
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    )),
+                    Err(e) => Some(format!("cannot run {}: {e}", job.compiler)),
+                };
+                if let Some(f) = failure {
+                    errors.lock().expect("error list").push(f);
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().expect("error list");
+    assert!(errors.is_empty(), "difftest: fixture build failed:\n{}", errors.join("\n"));
+}
+
+fn write_tables(jobs: &[Job], out_dir: &Path) {
+    let mut table = String::from("/// Every fixture built by build.rs, in build order.\npub const FIXTURES: &[Fixture] = &[\n");
+    let mut tests = String::new();
+    for job in jobs {
+        let role = match job.role {
+            Role::Diff => "Role::Diff",
+            Role::Refused => "Role::Refused",
+        };
+        let _ = writeln!(
+            table,
+            "    Fixture {{ name: {:?}, variant: {:?}, path: {:?}, role: {role} }},",
+            job.name,
+            job.variant,
+            job.out.display().to_string()
+        );
+        if let Role::Diff = job.role {
+            let fn_name = format!("{}_{}", job.name, job.variant).replace('-', "_");
+            let _ = writeln!(tests, "#[test]\nfn {fn_name}() {{\n    check({:?}, {:?});\n}}\n", job.name, job.variant);
+        }
+    }
+    table.push_str("];\n");
+    fs::write(out_dir.join("fixtures.rs"), table).expect("write fixtures.rs");
+    fs::write(out_dir.join("fixture_tests.rs"), tests).expect("write fixture_tests.rs");
+}
