@@ -186,9 +186,11 @@ impl Segment {
     }
 }
 
-/// A byte range of the file.
+/// Where the `PT_INTERP` path lies in the file, NUL included.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct FileRange {
+pub struct InterpRange {
+    /// Index of the `PT_INTERP` program header.
+    pub segment: u16,
     pub offset: u64,
     pub len: u64,
 }
@@ -204,8 +206,8 @@ pub struct Image {
     /// Where the program headers are in memory, unbiased (AT_PHDR less the bias), as the kernel finds it:
     /// `e_phoff` translated through the `PT_LOAD` whose file range holds it; `None` if none does.
     pub phdr_vaddr: Option<u64>,
-    /// Where the interpreter's path lies in the file (NUL included), if there is a `PT_INTERP`.
-    pub interp: Option<FileRange>,
+    /// Where the interpreter's path lies in the file, if there is a `PT_INTERP`.
+    pub interp: Option<InterpRange>,
     /// Whether `PT_GNU_STACK` asks for an executable stack.
     pub exec_stack: bool,
     /// The largest power-of-two `p_align` of the loadable segments, at least a page.
@@ -235,10 +237,6 @@ impl Image {
             segment_count: 0,
         };
         for (index, phdr) in (0u16..).zip(phdrs) {
-            let range = |offset: u64, len: u64| match offset.checked_add(len) {
-                Some(end) if end <= file_size => Ok(FileRange { offset, len }),
-                _ => Err(ElfError::SegmentOutsideFile { segment: index }),
-            };
             match phdr.p_type.get(LE) {
                 elf::PT_LOAD => image.add_segment(index, phdr, header.phoff, file_size)?,
                 // The kernel uses the first PT_INTERP and ignores any other.
@@ -247,7 +245,16 @@ impl Image {
                     if len < 2 || len > MAX_INTERP_PATH as u64 {
                         return Err(ElfError::BadInterpreterPath { segment: index });
                     }
-                    image.interp = Some(range(phdr.p_offset.get(LE), len)?);
+                    let offset = phdr.p_offset.get(LE);
+                    match offset.checked_add(len) {
+                        Some(end) if end <= file_size => {}
+                        _ => return Err(ElfError::SegmentOutsideFile { segment: index }),
+                    }
+                    image.interp = Some(InterpRange {
+                        segment: index,
+                        offset,
+                        len,
+                    });
                 }
                 elf::PT_GNU_STACK => image.exec_stack = phdr.p_flags.get(LE) & elf::PF_X != 0,
                 _ => {}
@@ -335,10 +342,40 @@ impl Image {
         (low, high)
     }
 
+    /// The code and data ranges `load_elf_binary` records for `/proc/PID/stat` (unbiased): code from the
+    /// lowest executable segment to the end of the highest one's file bytes, data from the highest
+    /// segment's start to the end of the highest file bytes. `None` when no segment is executable.
+    pub fn code_and_data(&self) -> Option<CodeAndData> {
+        let mut ranges = CodeAndData {
+            start_code: u64::MAX,
+            end_code: 0,
+            start_data: 0,
+            end_data: 0,
+        };
+        for s in self.segments() {
+            if s.prot.exec {
+                ranges.start_code = ranges.start_code.min(s.vaddr);
+                ranges.end_code = ranges.end_code.max(s.file_end());
+            }
+            ranges.start_data = ranges.start_data.max(s.vaddr);
+            ranges.end_data = ranges.end_data.max(s.file_end());
+        }
+        (ranges.start_code < ranges.end_code).then_some(ranges)
+    }
+
     /// One past the highest byte of any segment, unbiased: where the kernel starts the program break.
     pub fn end(&self) -> u64 {
         self.segments().last().map_or(0, Segment::end)
     }
+}
+
+/// The `mm->start_code` .. `mm->end_data` values of a process.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CodeAndData {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
 }
 
 /// Checks an interpreter path read from the file range [`Image::interp`] and returns it without its NUL.

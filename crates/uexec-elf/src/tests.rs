@@ -165,6 +165,9 @@ fn valid_static_executable() {
     let data = image.segments()[3];
     assert_eq!((data.index, data.prot.as_str()), (4, "rw-"));
     assert_eq!(image.segments()[1].prot.as_str(), "r-x");
+    let ranges = image.code_and_data().unwrap();
+    assert_eq!((ranges.start_code, ranges.end_code), (0x401000, 0x401800));
+    assert_eq!((ranges.start_data, ranges.end_data), (0x403f00, 0x404100));
 }
 
 #[test]
@@ -384,7 +387,8 @@ fn interpreter_and_stack_flags() {
     .unwrap();
     assert_eq!(
         image.interp,
-        Some(FileRange {
+        Some(InterpRange {
+            segment: 1,
             offset: 0x2000,
             len: 28
         })

@@ -1,0 +1,162 @@
+//! The loaders' command line: `LOADER [OPTIONS] PROG [ARGS...]`. Options end at PROG; everything from
+//! PROG on belongs to the program. (A hand-written parser: the loaders have no allocator, and a parser
+//! library's start-up cost would land on every program they run.)
+
+use core::ffi::CStr;
+
+/// What the command line asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    Run(Options<'a>),
+    Help,
+    Version,
+    /// A usage error, with what was wrong.
+    Usage(UsageError<'a>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageError<'a> {
+    MissingProgram,
+    MissingValue(&'a CStr),
+    UnknownOption(&'a CStr),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options<'a> {
+    /// `-q`/`--quiet`: no mapping log.
+    pub quiet: bool,
+    /// `--log FILE`: the mapping log goes to FILE instead of standard error.
+    pub log: Option<&'a CStr>,
+    /// Index in argv of PROG.
+    pub program: usize,
+}
+
+/// Parses the loader's argv (argv[0] included).
+pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
+    let mut options = Options::default();
+    let _ = args.next();
+    let mut index = 1;
+    while let Some(arg) = args.next() {
+        let bytes = arg.to_bytes();
+        if !bytes.starts_with(b"-") || bytes == b"-" {
+            options.program = index;
+            return Command::Run(options);
+        }
+        match bytes {
+            b"--" => {
+                return match args.next() {
+                    Some(_) => Command::Run(Options {
+                        program: index + 1,
+                        ..options
+                    }),
+                    None => Command::Usage(UsageError::MissingProgram),
+                }
+            }
+            b"-q" | b"--quiet" => options.quiet = true,
+            b"-h" | b"--help" => return Command::Help,
+            b"-V" | b"--version" => return Command::Version,
+            b"--log" => match args.next() {
+                Some(file) => {
+                    options.log = Some(file);
+                    index += 1;
+                }
+                None => return Command::Usage(UsageError::MissingValue(arg)),
+            },
+            _ => match bytes.strip_prefix(b"--log=") {
+                // The value is the tail of the same NUL-terminated argument.
+                Some(_) => {
+                    let tail = arg
+                        .to_bytes_with_nul()
+                        .get(b"--log=".len()..)
+                        .unwrap_or(b"\0");
+                    options.log = CStr::from_bytes_with_nul(tail).ok();
+                }
+                None => return Command::Usage(UsageError::UnknownOption(arg)),
+            },
+        }
+        index += 1;
+    }
+    Command::Usage(UsageError::MissingProgram)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&'static CStr]) -> Command<'static> {
+        parse(args.iter().copied())
+    }
+
+    #[test]
+    fn options_stop_at_the_program() {
+        let cmd = run(&[c"apager", c"-q", c"prog", c"-q", c"--help"]);
+        assert_eq!(
+            cmd,
+            Command::Run(Options {
+                quiet: true,
+                log: None,
+                program: 2
+            })
+        );
+    }
+
+    #[test]
+    fn log_file_both_spellings() {
+        let cmd = run(&[c"apager", c"--log", c"/tmp/x", c"prog"]);
+        assert_eq!(
+            cmd,
+            Command::Run(Options {
+                quiet: false,
+                log: Some(c"/tmp/x"),
+                program: 3
+            })
+        );
+        let cmd = run(&[c"apager", c"--log=/tmp/y", c"prog", c"a"]);
+        assert_eq!(
+            cmd,
+            Command::Run(Options {
+                quiet: false,
+                log: Some(c"/tmp/y"),
+                program: 2
+            })
+        );
+    }
+
+    #[test]
+    fn double_dash_ends_options() {
+        let cmd = run(&[c"apager", c"--", c"-weird-name", c"x"]);
+        assert_eq!(
+            cmd,
+            Command::Run(Options {
+                program: 2,
+                ..Options::default()
+            })
+        );
+    }
+
+    #[test]
+    fn help_version_and_usage_errors() {
+        assert_eq!(run(&[c"apager", c"--help", c"prog"]), Command::Help);
+        assert_eq!(run(&[c"apager", c"-V"]), Command::Version);
+        assert_eq!(
+            run(&[c"apager"]),
+            Command::Usage(UsageError::MissingProgram)
+        );
+        assert_eq!(
+            run(&[c"apager", c"-q"]),
+            Command::Usage(UsageError::MissingProgram)
+        );
+        assert_eq!(
+            run(&[c"apager", c"--"]),
+            Command::Usage(UsageError::MissingProgram)
+        );
+        assert_eq!(
+            run(&[c"apager", c"--log"]),
+            Command::Usage(UsageError::MissingValue(c"--log"))
+        );
+        assert_eq!(
+            run(&[c"apager", c"-x", c"p"]),
+            Command::Usage(UsageError::UnknownOption(c"-x"))
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! What the uexec loader binaries (apager, and later dpager and hpager) share: their runtime ([`rt`]),
+//! command line ([`cli`]), program search ([`search`]), output ([`out`], [`maplog`]) and the common
+//! start of every run ([`run`]).
+//!
+//! The binaries are `no_std`: no libc start-up runs before the program they load, nothing of theirs
+//! (signal dispositions, buffered output, TLS, rseq registration) leaks into it, and their own start-up
+//! costs a handful of system calls.
+#![cfg_attr(not(test), no_std)]
+
+pub mod cli;
+pub mod maplog;
+pub mod out;
+pub mod rt;
+pub mod search;
+
+pub use uexec_load;
+
+use core::fmt::Write;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use uexec_load::{LoadError, Quiet, Ready, Request, Startup};
+
+use cli::{Command, UsageError};
+use maplog::MapLog;
+
+/// Exit status for a usage error, as most command-line tools use.
+pub const USAGE_STATUS: i32 = 2;
+
+/// The text of `--help`, with `{tool}` the loader's name.
+fn help(tool: &str) {
+    // SAFETY: fd 1 is borrowed only for these writes.
+    let mut out = out::FdWriter::<2048>::new(unsafe { rustix::stdio::stdout() });
+    let _ = write!(
+        out,
+        "Usage: {tool} [OPTIONS] PROG [ARGS...]\n\
+         Loads the ELF executable PROG into this process and runs it, as execve would.\n\
+         PROG without a '/' is searched for in PATH. Options end at PROG.\n\n\
+         Options:\n  \
+           -q, --quiet     do not log mappings\n      \
+               --log FILE  write the mapping log to FILE instead of standard error\n  \
+           -h, --help      print this help\n  \
+           -V, --version   print the version\n\n\
+         Each mapping made for PROG is logged as one line:\n  \
+           {tool}: map|unmap ADDRESS SIZE PROT SOURCE ROLE\n\
+         Exit status: PROG's own; 127 if PROG is not found, 126 if it cannot be executed.\n"
+    );
+    out.flush();
+}
+
+/// What a loader does once it has parsed its command line and loaded the program.
+pub enum Outcome {
+    /// Start the program.
+    Start(Ready),
+    /// Exit with this status (help, version, or an error already reported).
+    Exit(i32),
+}
+
+/// The common part of every loader: parse the command line, find and load the program, log its
+/// mappings, and hand back a process ready to start.
+pub fn run(tool: &'static str, startup: &Startup) -> Outcome {
+    let options = match cli::parse(startup.args()) {
+        Command::Run(options) => options,
+        Command::Help => {
+            help(tool);
+            return Outcome::Exit(0);
+        }
+        Command::Version => {
+            // SAFETY: fd 1 is borrowed only for this write.
+            let mut out = out::FdWriter::<128>::new(unsafe { rustix::stdio::stdout() });
+            let _ = writeln!(out, "{tool} (uexec) {}", env!("CARGO_PKG_VERSION"));
+            out.flush();
+            return Outcome::Exit(0);
+        }
+        Command::Usage(error) => {
+            let (what, message): (&[u8], &str) = match error {
+                UsageError::MissingProgram => (b"", "missing PROG (try --help)"),
+                UsageError::MissingValue(opt) => (opt.to_bytes(), "option needs a value"),
+                UsageError::UnknownOption(opt) => (opt.to_bytes(), "unknown option (try --help)"),
+            };
+            out::error_line(tool, what, message);
+            return Outcome::Exit(USAGE_STATUS);
+        }
+    };
+    let mut args = startup.args().skip(options.program);
+    let Some(name) = args.next() else {
+        return Outcome::Exit(USAGE_STATUS);
+    };
+
+    let mut path_buf = [0u8; search::PATH_BUF];
+    let path = match search::resolve(name, startup.getenv(b"PATH"), &mut path_buf) {
+        Ok(path) => path,
+        Err(errno) => {
+            let error = LoadError::Open(errno);
+            if errno == rustix::io::Errno::NOENT && !name.to_bytes().contains(&b'/') {
+                out::error_line(tool, name.to_bytes(), "command not found");
+            } else {
+                out::error_line(tool, name.to_bytes(), error);
+            }
+            return Outcome::Exit(error.exit_status());
+        }
+    };
+
+    let log_file: Option<OwnedFd> = match options.log {
+        Some(file) if !options.quiet => {
+            let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+            match rustix::fs::open(file, flags, Mode::from_raw_mode(0o644)) {
+                Ok(fd) => Some(fd),
+                Err(errno) => {
+                    out::error_line(tool, file.to_bytes(), LoadError::Open(errno));
+                    return Outcome::Exit(1);
+                }
+            }
+        }
+        _ => None,
+    };
+    let request = Request {
+        path,
+        execfn: path,
+        argv: startup.args().skip(options.program),
+        envp: startup.env(),
+        startup,
+        randomize: rt::kernel_randomizes(),
+    };
+    let result = if options.quiet {
+        uexec_load::load(request, &mut Quiet)
+    } else {
+        // SAFETY: fd 2 stays open for the whole run; it is only borrowed here.
+        let fd = log_file
+            .as_ref()
+            .map_or(unsafe { rustix::stdio::stderr() }, |f| f.as_fd());
+        let mut log = MapLog::new(tool, fd);
+        let result = uexec_load::load(request, &mut log);
+        log.flush();
+        result
+    };
+    drop(log_file);
+    match result {
+        Ok(ready) => Outcome::Start(ready),
+        Err(error) => {
+            out::error_line(tool, name.to_bytes(), error);
+            Outcome::Exit(error.exit_status())
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The mapping log: one line per mapping made for the program, in the format README.md documents:
+//!
+//! ```text
+//! apager: map 0x000000400000 0x1000 r-- file@0x0 segment[1]
+//! apager: map 0x0000004c5000 0x2000 rw- anon bss[4]
+//! apager: map 0x7f1c2a3f0000 0x800000 rw- anon stack
+//! apager: unmap 0x000000402000 0x1000 --- none hole
+//! ```
+//!
+//! Fields: tool, operation (`map` or `unmap`), start address, size (both hexadecimal), protection as in
+//! `/proc/PID/maps`, source (`file@OFFSET` or `anon` or `none`), and role (`reserve`, `segment[N]`,
+//! `bss[N]`, `shared[N]`, `hole`, `stack`; N is the program-header index), prefixed with `interp:` for
+//! the interpreter's mappings.
+
+use core::fmt::Write;
+use uexec_load::{MapEvent, Observer, Role, Source, Who};
+
+use crate::out::FdWriter;
+
+/// Writes one line per mapping to its descriptor.
+pub struct MapLog<'fd> {
+    tool: &'static str,
+    out: FdWriter<'fd, 4096>,
+}
+
+impl<'fd> MapLog<'fd> {
+    pub const fn new(tool: &'static str, fd: rustix::fd::BorrowedFd<'fd>) -> Self {
+        Self {
+            tool,
+            out: FdWriter::new(fd),
+        }
+    }
+
+    pub fn flush(&mut self) {
+        self.out.flush();
+    }
+}
+
+impl Observer for MapLog<'_> {
+    fn mapped(&mut self, e: &MapEvent) {
+        let op = if e.source == Source::Unmapped {
+            "unmap"
+        } else {
+            "map"
+        };
+        let _ = write!(
+            self.out,
+            "{}: {op} {:#014x} {:#x} {} ",
+            self.tool,
+            e.addr,
+            e.len,
+            e.prot.as_str()
+        );
+        let _ = match e.source {
+            Source::File { offset } => write!(self.out, "file@{offset:#x} "),
+            Source::Anonymous => write!(self.out, "anon "),
+            Source::Unmapped => write!(self.out, "none "),
+        };
+        if e.who == Who::Interpreter {
+            let _ = write!(self.out, "interp:");
+        }
+        let _ = match e.role {
+            Role::Reserve => writeln!(self.out, "reserve"),
+            Role::Segment(i) => writeln!(self.out, "segment[{i}]"),
+            Role::Bss(i) => writeln!(self.out, "bss[{i}]"),
+            Role::SharedPage(i) => writeln!(self.out, "shared[{i}]"),
+            Role::Hole => writeln!(self.out, "hole"),
+            Role::Stack => writeln!(self.out, "stack"),
+        };
+    }
+}

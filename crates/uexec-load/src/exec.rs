@@ -1,0 +1,312 @@
+//! The whole of an exec, short of the final jump: open and validate the program and its interpreter, map
+//! them, build the stack, and give the process the program's break, command line and name.
+
+use core::ffi::{c_void, CStr};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::process::{PrctlMmMap, Resource};
+use uexec_elf::{page_down, page_up, Kind, Prot, ET_DYN_BASE, MAX_INTERP_PATH, PAGE_SIZE};
+
+use crate::error::{InterpreterError, LoadError};
+use crate::file::{ElfFile, OpenError};
+use crate::map::{map_image, MapEvent, Mapped, Observer, Placement, Role, Source, Who};
+use crate::stack::{self, at, ProgramAux, StackContents, StackLayout};
+use crate::startup::Startup;
+
+/// The kernel's `stack_guard_gap`: no other mapping may come this close below a stack.
+const STACK_GUARD: u64 = 256 * PAGE_SIZE;
+/// Stack size when `RLIMIT_STACK` is unlimited or absurd.
+const DEFAULT_STACK: u64 = 8 << 20;
+const MIN_STACK: u64 = 128 << 10;
+const MAX_STACK: u64 = 4 << 30;
+/// `arch_randomize_brk`: the break starts up to this far above its base.
+const BRK_RANDOM_RANGE: u64 = 32 << 20;
+/// `arch_mmap_rnd` for 64-bit tasks: 28 bits of pages.
+const MMAP_RANDOM_BITS: u32 = 28;
+/// `arch_align_stack`: up to this many bytes of random padding below the strings.
+const STACK_RANDOM_PAD: u64 = 8192;
+
+/// What to run and how.
+pub struct Request<'a, A, E> {
+    /// The file to open.
+    pub path: &'a CStr,
+    /// The name `execve` would have been given (AT_EXECFN), and whose last component names the process.
+    pub execfn: &'a CStr,
+    pub argv: A,
+    pub envp: E,
+    /// The loader's own start-up data: the kernel's auxv and platform string are copied from it.
+    pub startup: &'a Startup,
+    /// Whether to randomise placement like the kernel does with ASLR on.
+    pub randomize: bool,
+}
+
+/// A process ready to start.
+#[derive(Copy, Clone, Debug)]
+pub struct Ready {
+    /// Where execution starts: the interpreter's entry if there is one, else the program's.
+    pub entry: u64,
+    pub stack: StackLayout,
+    pub program: Mapped,
+    pub interpreter: Option<Mapped>,
+}
+
+fn program_error(error: OpenError) -> LoadError {
+    match error {
+        OpenError::Os(errno) => LoadError::Open(errno),
+        OpenError::NotRegularFile => LoadError::NotRegularFile,
+        OpenError::Elf(e) => LoadError::Elf(e),
+    }
+}
+
+fn interpreter_error(error: OpenError) -> LoadError {
+    LoadError::Interpreter(match error {
+        OpenError::Os(errno) => InterpreterError::Open(errno),
+        OpenError::NotRegularFile => InterpreterError::NotRegularFile,
+        OpenError::Elf(e) => InterpreterError::Elf(e),
+    })
+}
+
+/// Random numbers drawn once for everything the kernel randomises.
+struct Dice {
+    at_random: [u8; 16],
+    stack_pad: u64,
+    mmap: u64,
+    brk: u64,
+}
+
+impl Dice {
+    fn roll(randomize: bool) -> Self {
+        let mut bytes = [0u8; 40];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            match rustix::rand::getrandom(
+                bytes.get_mut(filled..).unwrap_or(&mut []),
+                rustix::rand::GetRandomFlags::empty(),
+            ) {
+                Ok(n) => filled += n,
+                Err(rustix::io::Errno::INTR) => {}
+                // No entropy source at all: keep the zeros rather than fail the exec.
+                Err(_) => break,
+            }
+        }
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(bytes.get(16 + 8 * i..24 + 8 * i).unwrap_or(&[0; 8]));
+            u64::from_ne_bytes(w)
+        };
+        let mut at_random = [0u8; 16];
+        at_random.copy_from_slice(bytes.get(..16).unwrap_or(&[0; 16]));
+        if !randomize {
+            return Self {
+                at_random,
+                stack_pad: 0,
+                mmap: 0,
+                brk: 0,
+            };
+        }
+        Self {
+            at_random,
+            stack_pad: word(0) % STACK_RANDOM_PAD,
+            mmap: (word(1) & ((1 << MMAP_RANDOM_BITS) - 1)) * PAGE_SIZE,
+            brk: (word(2) % (BRK_RANDOM_RANGE / PAGE_SIZE)) * PAGE_SIZE,
+        }
+    }
+}
+
+/// Loads the program described by `request`, reporting each mapping to `observer`.
+pub fn load<'a, 's, A, E>(
+    request: Request<'a, A, E>,
+    observer: &mut dyn Observer,
+) -> Result<Ready, LoadError>
+where
+    A: Iterator<Item = &'s CStr> + Clone,
+    E: Iterator<Item = &'s CStr> + Clone,
+{
+    let program = ElfFile::open(request.path).map_err(program_error)?;
+    let mut interp_path = [0u8; MAX_INTERP_PATH];
+    let interpreter = match program
+        .interpreter(&mut interp_path)
+        .map_err(program_error)?
+    {
+        Some(path) => {
+            let interp = ElfFile::open(path).map_err(interpreter_error)?;
+            if interp.image.interp.is_some() {
+                return Err(interpreter_error(OpenError::Elf(
+                    uexec_elf::ElfError::NestedInterpreter,
+                )));
+            }
+            Some(interp)
+        }
+        None => None,
+    };
+    let dice = Dice::roll(request.randomize);
+
+    // load_elf_binary: a PIE with an interpreter goes to ELF_ET_DYN_BASE plus randomisation; a static-pie
+    // (a "loader") and the interpreter go wherever mmap puts them.
+    let placement = match (program.image.kind, &interpreter) {
+        (Kind::Dyn, Some(_)) => {
+            let align = program.image.max_align;
+            let base = (ET_DYN_BASE + dice.mmap) & !(align - 1);
+            Placement::Prefer(page_down(base.wrapping_sub(program.image.span().0)))
+        }
+        _ => Placement::Anywhere,
+    };
+    let mapped = map_image(&program, placement, Who::Program, observer)?;
+    let interp_mapped = match &interpreter {
+        Some(interp) => Some(map_image(
+            interp,
+            Placement::Anywhere,
+            Who::Interpreter,
+            observer,
+        )?),
+        None => None,
+    };
+
+    let (stack_mem, stack_top) = map_stack(program.image.exec_stack, observer)?;
+    let platform = request.startup.aux_str(at::PLATFORM);
+    let base_platform = request.startup.aux_str(at::BASE_PLATFORM);
+    let layout = stack::build(
+        stack_mem,
+        stack_top,
+        StackContents {
+            argv: request.argv,
+            envp: request.envp,
+            execfn: request.execfn,
+            kernel_auxv: request.startup.auxv(),
+            platform,
+            base_platform,
+            program: ProgramAux {
+                phdr: mapped.phdr,
+                phnum: u64::from(program.image.phnum),
+                entry: mapped.entry,
+                base: interp_mapped.map_or(0, |m| m.bias),
+            },
+            random: dice.at_random,
+            random_pad: dice.stack_pad,
+        },
+    )
+    .map_err(|_| LoadError::Open(rustix::io::Errno::TOOBIG))?;
+
+    // The break: right after the program's bss, with the kernel's gap and randomisation; a static-pie's
+    // break is moved to ELF_ET_DYN_BASE, out of the mmap area.
+    let brk_base = match (program.image.kind, &interpreter, request.randomize) {
+        (Kind::Dyn, None, true) => ET_DYN_BASE,
+        (_, _, true) => page_up(mapped.end).unwrap_or(mapped.end) + PAGE_SIZE,
+        (_, _, false) => page_up(mapped.end).unwrap_or(mapped.end),
+    };
+    let brk = brk_base + dice.brk;
+    set_mm_map(&program, &mapped, &layout, brk);
+    set_comm(request.execfn);
+
+    let entry = interp_mapped.map_or(mapped.entry, |m| m.entry);
+    // Dropping the files closes them: the program's first open() returns the lowest free descriptor.
+    drop(interpreter);
+    drop(program);
+    Ok(Ready {
+        entry,
+        stack: layout,
+        program: mapped,
+        interpreter: interp_mapped,
+    })
+}
+
+/// Maps the new stack below a guard gap and returns it as a byte slice with its top address.
+fn map_stack(
+    exec: bool,
+    observer: &mut dyn Observer,
+) -> Result<(&'static mut [u8], u64), LoadError> {
+    let size = match rustix::process::getrlimit(Resource::Stack).current {
+        Some(limit) if limit <= MAX_STACK => page_up(limit).unwrap_or(DEFAULT_STACK).max(MIN_STACK),
+        _ => DEFAULT_STACK,
+    };
+    let total = size + STACK_GUARD;
+    let map_error = |errno| LoadError::Map {
+        errno,
+        addr: 0,
+        len: total,
+    };
+    // SAFETY: without MAP_FIXED the kernel picks an unused range.
+    let base = unsafe {
+        rustix::mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            total as usize,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::NORESERVE,
+        )
+    }
+    .map_err(map_error)? as u64;
+    let stack = base + STACK_GUARD;
+    let prot = Prot {
+        read: true,
+        write: true,
+        exec,
+    };
+    let mut flags = ProtFlags::READ | ProtFlags::WRITE;
+    if exec {
+        flags |= ProtFlags::EXEC;
+    }
+    // SAFETY: replaces the upper part of the reservation just made, which nothing else uses.
+    unsafe {
+        rustix::mm::mmap_anonymous(
+            stack as *mut c_void,
+            size as usize,
+            flags,
+            MapFlags::PRIVATE | MapFlags::FIXED | MapFlags::NORESERVE | MapFlags::STACK,
+        )
+    }
+    .map_err(map_error)?;
+    observer.mapped(&MapEvent {
+        who: Who::Program,
+        addr: stack,
+        len: size,
+        prot,
+        source: Source::Anonymous,
+        role: Role::Stack,
+    });
+    // SAFETY: the mapping is readable, writable, `size` bytes long, and owned by nothing else; it is never
+    // unmapped, so the slice may live as long as the process.
+    let mem = unsafe { core::slice::from_raw_parts_mut(stack as *mut u8, size as usize) };
+    Ok((mem, stack + size))
+}
+
+/// Gives the process the program's code, data, break, argument, environment and auxv addresses, as
+/// `/proc/PID/{stat,cmdline,environ,auxv}` and `brk()` see them. `PR_SET_MM_MAP` needs no privilege; if
+/// the kernel refuses anyway, the program still runs, with the loader's break.
+fn set_mm_map(program: &ElfFile, mapped: &Mapped, layout: &StackLayout, brk: u64) {
+    let Some(ranges) = program.image.code_and_data() else {
+        return;
+    };
+    let bias = mapped.bias;
+    let map = PrctlMmMap {
+        start_code: ranges.start_code.wrapping_add(bias),
+        end_code: ranges.end_code.wrapping_add(bias),
+        start_data: ranges.start_data.wrapping_add(bias),
+        end_data: ranges.end_data.wrapping_add(bias),
+        start_brk: brk,
+        brk,
+        start_stack: layout.sp,
+        arg_start: layout.arg_start,
+        arg_end: layout.arg_end,
+        env_start: layout.env_start,
+        env_end: layout.env_end,
+        auxv: layout.auxv as *mut u64,
+        auxv_size: layout.auxv_len as u32,
+        exe_fd: -1,
+    };
+    // SAFETY: every address describes memory of the new process image built above; the kernel copies the
+    // auxv and does not keep the pointer.
+    let _ = unsafe { rustix::process::configure_virtual_memory_map(&map) };
+}
+
+/// Names the process after the program, as `begin_new_exec` does (`/proc/PID/comm`).
+fn set_comm(execfn: &CStr) {
+    let bytes = execfn.to_bytes();
+    let base = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
+    let mut name = [0u8; 16];
+    let len = base.len().min(15);
+    if let (Some(dest), Some(src)) = (name.get_mut(..len), base.get(..len)) {
+        dest.copy_from_slice(src);
+    }
+    if let Ok(name) = CStr::from_bytes_until_nul(&name) {
+        let _ = rustix::thread::set_name(name);
+    }
+}

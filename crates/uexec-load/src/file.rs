@@ -1,0 +1,112 @@
+//! Opening an executable and reading what the kernel reads before it maps anything: the file header, the
+//! program-header table, and the interpreter's path.
+
+use core::ffi::CStr;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Access, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use uexec_elf::{interpreter_path, ElfError, FileHeader, Image, MAX_INTERP_PATH, MAX_PHDR_TABLE};
+
+/// How much of the file is read up front: enough for the header and, nearly always, the program headers.
+const FIRST_READ: usize = 4096;
+
+/// Why a file could not be opened as an executable, before its contents are judged.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    Os(Errno),
+    NotRegularFile,
+    Elf(ElfError),
+}
+
+/// An open, validated executable: the descriptor stays open until its segments are mapped.
+pub struct ElfFile {
+    fd: OwnedFd,
+    /// Size of the file in bytes.
+    pub size: u64,
+    pub image: Image,
+}
+
+impl ElfFile {
+    /// Opens `path` as `execve` would: it must be a regular file the caller may execute, and a valid
+    /// x86-64 ELF executable. Nothing is mapped.
+    pub fn open(path: &CStr) -> Result<Self, OpenError> {
+        rustix::fs::access(path, Access::EXEC_OK).map_err(OpenError::Os)?;
+        let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(OpenError::Os)?;
+        let stat = rustix::fs::fstat(&fd).map_err(OpenError::Os)?;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Directory => return Err(OpenError::Os(Errno::ISDIR)),
+            _ => return Err(OpenError::NotRegularFile),
+        }
+        let size = u64::try_from(stat.st_size).map_err(|_| OpenError::NotRegularFile)?;
+
+        let mut first = [0u8; FIRST_READ];
+        let got = read_fully(fd.as_fd(), &mut first, 0).map_err(OpenError::Os)?;
+        let bytes = first.get(..got).unwrap_or(&[]);
+        let header = FileHeader::parse(bytes, size).map_err(OpenError::Elf)?;
+
+        // The header checked that the table lies inside the file and fits in MAX_PHDR_TABLE bytes.
+        let table_len = header.phdr_table_len();
+        let start = usize::try_from(header.phoff).unwrap_or(usize::MAX);
+        let image = match start
+            .checked_add(table_len)
+            .and_then(|end| bytes.get(start..end))
+        {
+            Some(table) => Image::parse(&header, table, size),
+            None => {
+                let mut table = [0u8; MAX_PHDR_TABLE];
+                let table = table.get_mut(..table_len).unwrap_or(&mut []);
+                let got = read_fully(fd.as_fd(), table, header.phoff).map_err(OpenError::Os)?;
+                Image::parse(&header, table.get(..got).unwrap_or(&[]), size)
+            }
+        }
+        .map_err(OpenError::Elf)?;
+        Ok(Self { fd, size, image })
+    }
+
+    /// The descriptor, for mapping.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Reads the `PT_INTERP` path into `buf`; `Ok(None)` for a program without one.
+    pub fn interpreter<'b>(
+        &self,
+        buf: &'b mut [u8; MAX_INTERP_PATH],
+    ) -> Result<Option<&'b CStr>, OpenError> {
+        let Some(range) = self.image.interp else {
+            return Ok(None);
+        };
+        // Image::parse checked 2 <= len <= MAX_INTERP_PATH and that the range lies inside the file.
+        let len = usize::try_from(range.len)
+            .unwrap_or(MAX_INTERP_PATH)
+            .min(MAX_INTERP_PATH);
+        let dest = buf.get_mut(..len).unwrap_or(&mut []);
+        let got = read_fully(self.fd(), dest, range.offset).map_err(OpenError::Os)?;
+        let index = range.segment;
+        let bytes = dest.get(..got).unwrap_or(&[]);
+        interpreter_path(bytes, index).map_err(OpenError::Elf)?;
+        CStr::from_bytes_with_nul(bytes)
+            .map(Some)
+            .map_err(|_| OpenError::Elf(ElfError::BadInterpreterPath { segment: index }))
+    }
+}
+
+/// `pread` until `buf` is full or the file ends; returns how many bytes were read.
+fn read_fully(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+    let mut done = 0;
+    while let Some(rest) = buf.get_mut(done..) {
+        if rest.is_empty() {
+            break;
+        }
+        let at = offset.saturating_add(done as u64);
+        match rustix::io::pread(fd, rest, at) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
