@@ -65,6 +65,20 @@ const SPECS: &[Spec] = &[
     Spec { name: "tls_threads", sources: &["tls_threads.c"], lang: Lang::C, role: Role::Diff, flags: &["-pthread"] },
     Spec { name: "exceptions", sources: &["exceptions.cc"], lang: Lang::Cxx, role: Role::Diff, flags: &[] },
     Spec { name: "fault", sources: &["fault.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    // The demand-paging traps of the dpager/hpager issue.
+    Spec { name: "relro", sources: &["relro.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec {
+        name: "threads_untouched",
+        sources: &["threads_untouched.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &["-pthread"],
+    },
+    Spec { name: "masked_fault", sources: &["masked_fault.c"], lang: Lang::C, role: Role::Diff, flags: &["-pthread"] },
+    Spec { name: "sigsegv_recover", sources: &["sigsegv_recover.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec { name: "kernel_touch", sources: &["kernel_touch.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec { name: "fork_touch", sources: &["fork_touch.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec { name: "mm_untouched", sources: &["mm_untouched.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
     Spec {
         name: "fixed_addr",
         sources: &["fixed_addr.c"],
