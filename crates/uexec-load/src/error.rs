@@ -82,7 +82,7 @@ impl fmt::Display for LoadError {
             Self::Interpreter(InterpreterError::Elf(error)) => write!(f, "its interpreter: {error}"),
             Self::Overlaps { addr, len } => write!(
                 f,
-                "segments at {addr:#x}..{:#x} overlap memory already in use (the loader, its stack or \
+                "the image at {addr:#x}..{:#x} overlaps memory already in use (the loader, its stack or \
                  another mapping)",
                 addr.saturating_add(len)
             ),

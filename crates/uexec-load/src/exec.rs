@@ -4,7 +4,9 @@
 use core::ffi::{c_void, CStr};
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::process::{PrctlMmMap, Resource};
-use uexec_elf::{page_down, page_up, Kind, Prot, ET_DYN_BASE, MAX_INTERP_PATH, PAGE_SIZE};
+use uexec_elf::{
+    page_down, page_up, FileHeader, Image, Kind, Prot, ET_DYN_BASE, MAX_INTERP_PATH, PAGE_SIZE,
+};
 
 use crate::error::{InterpreterError, LoadError};
 use crate::file::{ElfFile, OpenError};
@@ -141,23 +143,22 @@ where
     let dice = Dice::roll(request.randomize);
 
     // load_elf_binary: a PIE with an interpreter goes to ELF_ET_DYN_BASE plus randomisation; a static-pie
-    // (a "loader") and the interpreter go wherever mmap puts them.
+    // (a "loader") and the interpreter go to the top of the mmap area.
+    let mmap_top = request.startup.aux(AT_SYSINFO_EHDR).and_then(vdso_end);
     let placement = match (program.image.kind, &interpreter) {
         (Kind::Dyn, Some(_)) => {
             let align = program.image.max_align;
             let base = (ET_DYN_BASE + dice.mmap) & !(align - 1);
             Placement::Prefer(page_down(base.wrapping_sub(program.image.span().0)))
         }
-        _ => Placement::Anywhere,
+        _ => top_of_mmap_area(mmap_top, &program.image),
     };
     let mapped = map_image(&program, placement, Who::Program, observer)?;
     let interp_mapped = match &interpreter {
-        Some(interp) => Some(map_image(
-            interp,
-            Placement::Anywhere,
-            Who::Interpreter,
-            observer,
-        )?),
+        Some(interp) => {
+            let placement = top_of_mmap_area(mmap_top, &interp.image);
+            Some(map_image(interp, placement, Who::Interpreter, observer)?)
+        }
         None => None,
     };
 
@@ -207,6 +208,40 @@ where
         program: mapped,
         interpreter: interp_mapped,
     })
+}
+
+/// `AT_SYSINFO_EHDR`: where the vDSO is.
+const AT_SYSINFO_EHDR: u64 = 33;
+
+/// One past the end of the vDSO whose ELF header is at `addr`.
+fn vdso_end(addr: u64) -> Option<u64> {
+    if addr == 0 || addr % PAGE_SIZE != 0 {
+        return None;
+    }
+    // SAFETY: AT_SYSINFO_EHDR points at the vDSO's ELF header, at the start of a readable mapping at
+    // least a page long that is never unmapped.
+    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE_SIZE as usize) };
+    let header = FileHeader::parse(bytes, PAGE_SIZE).ok()?;
+    let start = usize::try_from(header.phoff).ok()?;
+    let table = bytes.get(start..)?.get(..header.phdr_table_len())?;
+    let image = Image::parse(&header, table, u64::MAX).ok()?;
+    let (low, high) = image.span();
+    addr.checked_add(high - low)
+}
+
+/// Where the kernel puts an image it maps first into a fresh address space (a static-pie, or the
+/// interpreter): at the top of the mmap area, so that nothing is ever mapped right after its end (mmap
+/// only places mappings below the top). In the loader's process the vDSO already took the top, so the
+/// image goes right above it instead: the space after the image stays as empty as it is natively.
+fn top_of_mmap_area(mmap_top: Option<u64>, image: &Image) -> Placement {
+    let Some(top) = mmap_top else {
+        return Placement::Anywhere;
+    };
+    let align = image.max_align;
+    match top.checked_add(align - 1) {
+        Some(t) => Placement::Prefer((t & !(align - 1)).wrapping_sub(image.span().0)),
+        None => Placement::Anywhere,
+    }
 }
 
 /// Maps the new stack below a guard gap and returns it as a byte slice with its top address.

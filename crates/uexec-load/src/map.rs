@@ -84,9 +84,9 @@ impl Observer for Quiet {
 /// Where to put a position-independent image.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
-    /// Wherever the kernel's mmap finds room (the kernel's choice for static-pie and interpreters).
+    /// Wherever mmap finds room.
     Anywhere,
-    /// At this load bias if the range is free, else anywhere (the kernel's choice for PIEs).
+    /// At this load bias if the range is free, else anywhere.
     Prefer(u64),
 }
 
@@ -143,20 +143,19 @@ pub fn map_image(
     let (low, high) = image.span();
     let len = high - low;
     let bias = reserve(image, placement, low, len)?;
-    observer.mapped(&MapEvent {
-        who,
-        addr: low.wrapping_add(bias),
-        len,
-        prot: NONE,
-        source: Source::Anonymous,
-        role: Role::Reserve,
-    });
     let mut mapper = Mapper {
         fd: file.fd(),
         bias,
         who,
         observer,
     };
+    mapper.report(
+        low.wrapping_add(bias),
+        len,
+        NONE,
+        Source::Anonymous,
+        Role::Reserve,
+    );
 
     let segments = image.segments();
     for (i, segment) in segments.iter().enumerate() {
@@ -187,7 +186,7 @@ pub fn map_image(
     })
 }
 
-/// Reserves `[low, low + len)` (plus the bias for a position-independent image) and returns the bias.
+/// Reserves `[low, low + len)` (plus the bias for a position-independent image); returns the bias.
 fn reserve(image: &Image, placement: Placement, low: u64, len: u64) -> Result<u64, LoadError> {
     let flags = MapFlags::PRIVATE | MapFlags::NORESERVE;
     match (image.kind, placement) {
