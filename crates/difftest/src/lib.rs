@@ -240,7 +240,11 @@ pub fn run_under<S: AsRef<OsStr>, T: AsRef<OsStr>>(
 pub fn bin_dir() -> PathBuf {
     match std::env::var_os("UEXEC_BIN_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release"),
+        _ => {
+            // crates/difftest -> the workspace root
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+            manifest.ancestors().nth(2).unwrap_or(manifest).join("target/release")
+        }
     }
 }
 
@@ -270,12 +274,25 @@ pub fn note(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// The loader `name`, or `None` after printing a SKIPPED line (for loaders that may
-/// not be written yet).
+/// The loader `name`, or `None` for loaders that may not be written yet. The first
+/// time a loader is found missing in this process a SKIPPED line is printed (on the
+/// real stderr, past the harness's capture); with `UEXEC_DIFFTEST_VERBOSE` set, each
+/// skipped test is named as well.
 pub fn optional_loader(name: &str, test: &str) -> Option<PathBuf> {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let found = find_loader(name);
     if found.is_none() {
-        note(&format!("SKIPPED {test}: {name} is not built (looked at {})", bin_dir().join(name).display()));
+        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+        if !warned.iter().any(|w| w == name) {
+            warned.push(name.to_owned());
+            note(&format!(
+                "SKIPPED: {name} is not built (looked at {}); every {name} test passes without running",
+                bin_dir().join(name).display()
+            ));
+        }
+        if std::env::var_os("UEXEC_DIFFTEST_VERBOSE").is_some() {
+            note(&format!("SKIPPED {test}"));
+        }
     }
     found
 }
