@@ -145,7 +145,7 @@ fn definitions<'d>(objects: &[ObjectFile<'d>]) -> Result<Definitions<'d>, Error>
                 def,
                 weak: s.binding == Binding::Weak,
                 obj,
-                is_function: s.is_function(),
+                is_function: s.is_function() || is_code_label(o, s),
                 size: s.size,
             };
             match defs.entry(s.name) {
@@ -638,6 +638,19 @@ pub(crate) fn link(
         used_libraries,
         relocations,
     })
+}
+
+/// An untyped symbol in executable code (an assembly label) counts as a function.
+fn is_code_label(o: &ObjectFile<'_>, s: &crate::object_file::Symbol<'_>) -> bool {
+    match s.place {
+        Place::Section { section, .. } => {
+            s.st_type == object::elf::STT_NOTYPE
+                && o.sections
+                    .get(section)
+                    .is_some_and(|x| x.kind == SectionKind::Code)
+        }
+        _ => false,
+    }
 }
 
 /// The `NNNNN` of `.init_array.NNNNN` / `.fini_array.NNNNN` (lower runs first), 65536 for the plain ones.

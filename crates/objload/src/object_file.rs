@@ -165,12 +165,12 @@ impl<'d> ObjectFile<'d> {
     /// Parses and validates `data`, naming it `name` in errors.
     pub(crate) fn parse(name: &str, data: &'d [u8]) -> Result<Self, Error> {
         let bad = |m: Malformed| Error::malformed(name, m);
+        if !data.starts_with(&elf::ELFMAG) {
+            return Err(bad(Malformed("not an ELF file (bad magic)")));
+        }
         let ident = data
             .get(..16)
             .ok_or(bad(Malformed("file shorter than an ELF identification")))?;
-        if ident.get(..4) != Some(&elf::ELFMAG[..]) {
-            return Err(bad(Malformed("not an ELF file (bad magic)")));
-        }
         if ident[4] != elf::ELFCLASS64 || ident[5] != elf::ELFDATA2LSB {
             let class = if ident[4] == elf::ELFCLASS32 {
                 "ELF32"

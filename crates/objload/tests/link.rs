@@ -287,3 +287,29 @@ fn loaded_memory_is_never_writable_and_executable() {
     }
     assert!(found_exec);
 }
+
+#[test]
+fn hand_written_relocations_compute_their_psabi_formulas() {
+    let obj = object("relocs.s", &["-Wa,-mrelax-relocations=no"]);
+    let mut reg = Registry::new();
+    reg.load_library(&obj).unwrap_or_else(|e| panic!("{e}"));
+    let call = |name: &str| -> i64 {
+        let f: extern "C" fn() -> i64 = func(&find(&reg, name));
+        f()
+    };
+    assert_eq!(
+        call("asm_got_twice"),
+        0,
+        "GOTPC64 and GOTPC32 disagree on the GOT"
+    );
+    assert_eq!(call("asm_gotpcrel"), 77);
+    assert_eq!(call("asm_size"), 24 + 24 + 1000);
+    assert_eq!(call("asm_pc64_check"), 0);
+    assert_eq!(call("asm_gotoff_check"), 0);
+    assert_eq!(call("asm_got64_check"), 0);
+    assert_eq!(
+        call("asm_far_call"),
+        42,
+        "PLT32 to libc's labs through a stub"
+    );
+}
