@@ -1,0 +1,53 @@
+# uexec: `make` builds everything (release), `make demo` runs the loaders on a bundled program,
+# `make test` runs the whole test suite. See README.md.
+
+CARGO ?= cargo
+CC ?= gcc
+RELEASE := target/release
+DEMO := target/demo
+# The loaders are a workspace of their own (see crates/loaders/Cargo.toml); their binaries land in
+# target/release with everything else.
+LOADERS := --manifest-path crates/loaders/Cargo.toml --target-dir target
+
+.PHONY: all loaders demo test bench clean
+
+all: loaders
+	$(CARGO) build --release --workspace
+
+loaders:
+	$(CARGO) build --release $(LOADERS)
+
+$(DEMO)/hello-static: demo/hello.c
+	@mkdir -p $(DEMO)
+	$(CC) -O2 -static -o $@ $<
+
+$(DEMO)/hello-static-pie: demo/hello.c
+	@mkdir -p $(DEMO)
+	$(CC) -O2 -static-pie -o $@ $<
+
+$(DEMO)/hello-dynamic: demo/hello.c
+	@mkdir -p $(DEMO)
+	$(CC) -O2 -o $@ $<
+
+demo: all $(DEMO)/hello-static $(DEMO)/hello-static-pie $(DEMO)/hello-dynamic
+	@echo "== natively"
+	$(DEMO)/hello-static one two
+	@echo; echo "== under apager: a static program (mapping log on stderr)"
+	$(RELEASE)/apager $(DEMO)/hello-static one two
+	@echo; echo "== under apager: a static-pie program"
+	$(RELEASE)/apager $(DEMO)/hello-static-pie one two
+	@echo; echo "== under apager: a dynamically linked program, through its own PT_INTERP"
+	$(RELEASE)/apager $(DEMO)/hello-dynamic one two
+	@echo; echo "== apager refusing to load itself"
+	-$(RELEASE)/apager $(RELEASE)/apager
+
+# The loaders are built in release mode first: the differential tests run target/release/apager.
+test: loaders
+	$(CARGO) test $(LOADERS)
+	$(CARGO) test --workspace
+
+bench: all
+	$(CARGO) run --release -p uexec-bench -- --quick
+
+clean:
+	$(CARGO) clean
