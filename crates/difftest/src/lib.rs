@@ -260,7 +260,7 @@ pub fn find_loader(name: &str) -> Option<PathBuf> {
 pub fn require_loader(name: &str) -> PathBuf {
     find_loader(name).unwrap_or_else(|| {
         panic!(
-            "{name} not found at {}: build it with `make` (or `cargo build --release -p loaders`), \
+            "{name} not found at {}: build it with `make` (or `make loaders`), \
              or point UEXEC_BIN_DIR at the directory that holds it",
             bin_dir().join(name).display()
         )
