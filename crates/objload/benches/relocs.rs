@@ -13,10 +13,17 @@ const RELOCATIONS: usize = 100_000;
 fn generate(dir: &Path) -> std::path::PathBuf {
     let mut s = String::from("\t.text\n");
     for f in 0..FUNCTIONS {
-        let _ = writeln!(s, "\t.globl bench_f{f}\n\t.type bench_f{f}, @function\nbench_f{f}:\n\tret");
+        let _ = writeln!(
+            s,
+            "\t.globl bench_f{f}\n\t.type bench_f{f}, @function\nbench_f{f}:\n\tret"
+        );
     }
     // 40% data pointers, 30% calls, 20% PC-relative address loads, 10% GOT loads of libc symbols.
-    let (data, calls, pcrel) = (RELOCATIONS * 4 / 10, RELOCATIONS * 3 / 10, RELOCATIONS * 2 / 10);
+    let (data, calls, pcrel) = (
+        RELOCATIONS * 4 / 10,
+        RELOCATIONS * 3 / 10,
+        RELOCATIONS * 2 / 10,
+    );
     let got = RELOCATIONS - data - calls - pcrel;
     s.push_str("\t.globl bench_code\n\t.type bench_code, @function\nbench_code:\n");
     for i in 0..calls {
@@ -25,7 +32,9 @@ fn generate(dir: &Path) -> std::path::PathBuf {
     for i in 0..pcrel {
         let _ = writeln!(s, "\tleaq bench_f{}(%rip), %rax", i % FUNCTIONS);
     }
-    let libc = ["puts", "labs", "strlen", "malloc", "free", "memcpy", "qsort", "getenv"];
+    let libc = [
+        "puts", "labs", "strlen", "malloc", "free", "memcpy", "qsort", "getenv",
+    ];
     for i in 0..got {
         let _ = writeln!(s, "\tmovq {}@GOTPCREL(%rip), %rax", libc[i % libc.len()]);
     }
@@ -37,8 +46,16 @@ fn generate(dir: &Path) -> std::path::PathBuf {
     let src = dir.join("relocs100k.s");
     let obj = dir.join("relocs100k.o");
     std::fs::write(&src, s).unwrap_or_else(|e| panic!("{e}"));
-    let st = Command::new("gcc").arg("-c").arg(&src).arg("-o").arg(&obj).status();
-    assert!(st.is_ok_and(|s| s.success()), "gcc failed on the generated source");
+    let st = Command::new("gcc")
+        .arg("-c")
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .status();
+    assert!(
+        st.is_ok_and(|s| s.success()),
+        "gcc failed on the generated source"
+    );
     obj
 }
 
@@ -62,9 +79,16 @@ fn main() {
     times.sort();
     let median = times[times.len() / 2];
     let best = times[0];
-    println!("objload: {RELOCATIONS} relocations, {FUNCTIONS} functions, size {} bytes", std::fs::metadata(&obj).map(|m| m.len()).unwrap_or(0));
+    println!(
+        "objload: {RELOCATIONS} relocations, {FUNCTIONS} functions, size {} bytes",
+        std::fs::metadata(&obj).map(|m| m.len()).unwrap_or(0)
+    );
     println!("  load+relocate+protect (read file, parse, resolve, map, relocate, seal), 30 runs:");
-    println!("  median {:.2} ms  best {:.2} ms", median.as_secs_f64() * 1e3, best.as_secs_f64() * 1e3);
+    println!(
+        "  median {:.2} ms  best {:.2} ms",
+        median.as_secs_f64() * 1e3,
+        best.as_secs_f64() * 1e3
+    );
     println!(
         "  throughput: {:.1} M relocations/s (median), {:.1} M/s (best)",
         RELOCATIONS as f64 / median.as_secs_f64() / 1e6,

@@ -22,7 +22,13 @@ impl Rng {
 #[test]
 fn mutated_objects_and_archives_never_crash_the_reader() {
     let obj = object("lib_math.c", &["-O2", "-g"]);
-    let lib = archive("libmutate.a", &[object("common_a.c", &["-fcommon"]), object("common_b.c", &["-fcommon"])]);
+    let lib = archive(
+        "libmutate.a",
+        &[
+            object("common_a.c", &["-fcommon"]),
+            object("common_b.c", &["-fcommon"]),
+        ],
+    );
     let mut rng = Rng(0x0b1e_c710_ad00_0001);
     let mut outcomes = [0usize; 2];
     for input in [obj, lib] {
@@ -35,7 +41,11 @@ fn mutated_objects_and_archives_never_crash_the_reader() {
                 0 => {
                     // Flip a few bytes in the headers and tables (the first 64 bytes, and the end).
                     for _ in 0..1 + rng.below(4) {
-                        let at = if rng.below(2) == 0 { rng.below(64) } else { data.len() - 1 - rng.below(data.len().min(2048)) };
+                        let at = if rng.below(2) == 0 {
+                            rng.below(64)
+                        } else {
+                            data.len() - 1 - rng.below(data.len().min(2048))
+                        };
                         data[at] ^= 1 << rng.below(8);
                     }
                 }
@@ -52,5 +62,8 @@ fn mutated_objects_and_archives_never_crash_the_reader() {
             outcomes[usize::from(objload::inspect(&data).is_ok())] += 1;
         }
     }
-    assert!(outcomes[0] > 0 && outcomes[1] > 0, "mutations should both pass and fail: {outcomes:?}");
+    assert!(
+        outcomes[0] > 0 && outcomes[1] > 0,
+        "mutations should both pass and fail: {outcomes:?}"
+    );
 }

@@ -27,7 +27,11 @@ fn time(label: &str, mut cmd: Command) -> Option<Duration> {
     times.sort();
     let mean = times.iter().sum::<Duration>() / RUNS as u32;
     let median = times[RUNS / 2];
-    println!("  {label:<28} mean {:>7.3} ms   median {:>7.3} ms", mean.as_secs_f64() * 1e3, median.as_secs_f64() * 1e3);
+    println!(
+        "  {label:<28} mean {:>7.3} ms   median {:>7.3} ms",
+        mean.as_secs_f64() * 1e3,
+        median.as_secs_f64() * 1e3
+    );
     Some(median)
 }
 
@@ -38,7 +42,12 @@ fn main() {
     let obj = dir.join("hello.o");
     let exe = dir.join("hello");
     for (args, out) in [(&["-O2", "-c"][..], &obj), (&["-O2"][..], &exe)] {
-        let st = Command::new("gcc").args(args).arg(&src).arg("-o").arg(out).status();
+        let st = Command::new("gcc")
+            .args(args)
+            .arg(&src)
+            .arg("-o")
+            .arg(out)
+            .status();
         assert!(st.is_ok_and(|s| s.success()), "gcc failed");
     }
     println!("start-up of hello world, {RUNS} runs each:");
@@ -50,7 +59,10 @@ fn main() {
     let t = time("tcc -run hello.c", tcc);
     time("native (gcc -O2) ./hello", Command::new(&exe));
     if let (Some(o), Some(t)) = (o, t) {
-        println!("  objrun / tcc -run (median): {:.2}x", o.as_secs_f64() / t.as_secs_f64());
+        println!(
+            "  objrun / tcc -run (median): {:.2}x",
+            o.as_secs_f64() / t.as_secs_f64()
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
