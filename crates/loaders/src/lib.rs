@@ -18,7 +18,7 @@ pub use uexec_load;
 use core::fmt::Write;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
-use uexec_load::{LoadError, Quiet, Ready, Request, Startup};
+use uexec_load::{Laziness, LoadError, Quiet, Ready, Request, Startup};
 
 use cli::{Command, UsageError};
 use maplog::MapLog;
@@ -50,14 +50,53 @@ fn help(tool: &str) {
 /// What a loader does once it has parsed its command line and loaded the program.
 pub enum Outcome {
     /// Start the program.
-    Start(Ready),
+    Start(Started),
     /// Exit with this status (help, version, or an error already reported).
     Exit(i32),
 }
 
+/// A loaded program, and where a pager's log lines go from now on.
+pub struct Started {
+    pub ready: Ready,
+    /// For pagers: a descriptor of the log (stderr or `--log FILE`) moved out of the program's way, or
+    /// `None` with `--quiet`. Always `None` for apager, which has closed everything.
+    pub log_fd: Option<i32>,
+}
+
+/// Which loader is running.
+#[derive(Copy, Clone)]
+pub struct Tool {
+    pub name: &'static str,
+    /// What the program's image leaves for demand paging.
+    pub laziness: Laziness,
+    /// Whether the log must outlive the load (the pagers log from their fault handler).
+    pub keeps_log: bool,
+}
+
+/// Duplicates `fd` to a high descriptor number with close-on-exec, so the program's own descriptors
+/// (its first `open` returns 3) and `dup2` calls do not meet it.
+fn park_descriptor(fd: rustix::fd::BorrowedFd<'_>) -> Option<i32> {
+    use rustix::fd::IntoRawFd;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024);
+    let high = limit.saturating_sub(1).min(i32::MAX as u64) as i32;
+    for min in [high, high / 2, 64] {
+        if let Ok(fd) = rustix::io::fcntl_dupfd_cloexec(fd, min) {
+            return Some(fd.into_raw_fd());
+        }
+    }
+    None
+}
+
 /// The common part of every loader: parse the command line, find and load the program, log its
 /// mappings, and hand back a process ready to start.
-pub fn run(tool: &'static str, startup: &Startup) -> Outcome {
+pub fn run(tool: Tool, startup: &Startup) -> Outcome {
+    let Tool {
+        name: tool,
+        laziness,
+        keeps_log,
+    } = tool;
     let options = match cli::parse(startup.args()) {
         Command::Run(options) => options,
         Command::Help => {
@@ -120,6 +159,7 @@ pub fn run(tool: &'static str, startup: &Startup) -> Outcome {
         envp: startup.env(),
         startup,
         randomize: rt::kernel_randomizes(),
+        laziness,
     };
     let result = if options.quiet {
         uexec_load::load(request, &mut Quiet)
@@ -133,12 +173,37 @@ pub fn run(tool: &'static str, startup: &Startup) -> Outcome {
         log.flush();
         result
     };
+    let log_fd = match (&log_file, options.quiet, keeps_log) {
+        (_, true, _) | (_, _, false) => None,
+        (Some(file), _, true) => park_descriptor(file.as_fd()),
+        // SAFETY: fd 2 is only borrowed to duplicate it.
+        (None, _, true) => park_descriptor(unsafe { rustix::stdio::stderr() }),
+    };
     drop(log_file);
     match result {
-        Ok(ready) => Outcome::Start(ready),
+        Ok(ready) => Outcome::Start(Started { ready, log_fd }),
         Err(error) => {
             out::error_line(tool, name.to_bytes(), error);
             Outcome::Exit(error.exit_status())
+        }
+    }
+}
+
+/// A pager set-up failure, for the one-line error message.
+pub struct PagerError(pub uexec_pager::SetupError);
+
+impl core::fmt::Display for PagerError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            uexec_pager::SetupError::Map(errno) => {
+                write!(f, "cannot set up demand paging: {errno}")
+            }
+            uexec_pager::SetupError::TooManyRegions => {
+                f.write_str("cannot set up demand paging: too many regions")
+            }
+            uexec_pager::SetupError::Signal(e) => {
+                write!(f, "cannot install the fault handler (error {})", -e)
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use uexec_elf::{
 
 use crate::error::{InterpreterError, LoadError};
 use crate::file::{ElfFile, OpenError};
-use crate::map::{map_image, MapEvent, Mapped, Observer, Placement, Role, Source, Who};
+use crate::map::{map_image, Laziness, MapEvent, Mapped, Observer, Placement, Role, Source, Who};
 use crate::stack::{self, at, ProgramAux, StackContents, StackLayout};
 use crate::startup::Startup;
 
@@ -39,15 +39,19 @@ pub struct Request<'a, A, E> {
     pub startup: &'a Startup,
     /// Whether to randomise placement like the kernel does with ASLR on.
     pub randomize: bool,
+    /// Which of the program's pages to leave for a demand pager (the interpreter is always mapped whole).
+    pub laziness: Laziness,
 }
 
 /// A process ready to start.
-#[derive(Copy, Clone, Debug)]
+#[derive(Clone, Debug)]
 pub struct Ready {
     /// Where execution starts: the interpreter's entry if there is one, else the program's.
     pub entry: u64,
     pub stack: StackLayout,
     pub program: Mapped,
+    /// The program's validated headers, for a pager to build its region table from.
+    pub image: Image,
     pub interpreter: Option<Mapped>,
 }
 
@@ -153,11 +157,23 @@ where
         }
         _ => top_of_mmap_area(mmap_top, &program.image),
     };
-    let mapped = map_image(&program, placement, Who::Program, observer)?;
+    let mapped = map_image(
+        &program,
+        placement,
+        Who::Program,
+        request.laziness,
+        observer,
+    )?;
     let interp_mapped = match &interpreter {
         Some(interp) => {
             let placement = top_of_mmap_area(mmap_top, &interp.image);
-            Some(map_image(interp, placement, Who::Interpreter, observer)?)
+            Some(map_image(
+                interp,
+                placement,
+                Who::Interpreter,
+                Laziness::EAGER,
+                observer,
+            )?)
         }
         None => None,
     };
@@ -201,8 +217,10 @@ where
     let entry = interp_mapped.map_or(mapped.entry, |m| m.entry);
     // Dropping the files closes them: the program's first open() returns the lowest free descriptor.
     drop(interpreter);
+    let image = program.image.clone();
     drop(program);
     Ok(Ready {
+        image,
         entry,
         stack: layout,
         program: mapped,

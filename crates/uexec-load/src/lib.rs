@@ -16,5 +16,5 @@ pub mod startup;
 
 pub use error::{InterpreterError, LoadError};
 pub use exec::{load, Ready, Request};
-pub use map::{MapEvent, Observer, Quiet, Role, Source, Who};
+pub use map::{Laziness, MapEvent, Observer, Quiet, Role, Source, Who};
 pub use startup::Startup;

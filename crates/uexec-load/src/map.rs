@@ -132,11 +132,34 @@ const READ_WRITE: Prot = Prot {
     exec: false,
 };
 
+/// Which parts of an image are left inaccessible, to be made accessible page by page by a demand pager.
+///
+/// Lazy pages are mapped with their final contents (file pages from the file, the bss tail of the last
+/// file page zeroed, the rest anonymous) but `PROT_NONE`: the kernel's view of the address space is the
+/// one it would have natively, so the program's own `mprotect`, `munmap` and `madvise` on pages it never
+/// touched behave as they would natively, and the pager only changes protections.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Laziness {
+    /// File-backed pages (text, rodata, initialised data).
+    pub file: bool,
+    /// Anonymous pages (bss).
+    pub anon: bool,
+}
+
+impl Laziness {
+    /// Everything mapped accessible at once.
+    pub const EAGER: Self = Self {
+        file: false,
+        anon: false,
+    };
+}
+
 /// Maps `file`'s loadable segments and reports each mapping to `observer`.
 pub fn map_image(
     file: &ElfFile,
     placement: Placement,
     who: Who,
+    laziness: Laziness,
     observer: &mut dyn Observer,
 ) -> Result<Mapped, LoadError> {
     let image = &file.image;
@@ -147,6 +170,7 @@ pub fn map_image(
         fd: file.fd(),
         bias,
         who,
+        laziness,
         observer,
     };
     mapper.report(
@@ -261,6 +285,7 @@ struct Mapper<'a> {
     fd: BorrowedFd<'a>,
     bias: u64,
     who: Who,
+    laziness: Laziness,
     observer: &'a mut dyn Observer,
 }
 
@@ -291,7 +316,8 @@ impl Mapper<'_> {
             // Like padzero: with a bss, the rest of the last file page must read as zeros. The pages are
             // mapped writable (never executable) for that, and get their own protection afterwards.
             let pad = segment.memsz > segment.filesz && file_end < file_pages_end;
-            let map_prot = if pad { READ_WRITE } else { prot };
+            let final_prot = if self.laziness.file { NONE } else { prot };
+            let map_prot = if pad { READ_WRITE } else { final_prot };
             let offset = page_down(segment.offset);
             // SAFETY: the range lies in the reservation made for this image (checked by Image::parse
             // and `reserve`), so MAP_FIXED replaces only that.
@@ -319,14 +345,14 @@ impl Mapper<'_> {
                         (file_pages_end - file_end) as usize,
                     )
                 };
-                if map_prot != prot {
-                    self.protect(first_page, len, prot)?;
+                if map_prot != final_prot {
+                    self.protect(first_page, len, final_prot)?;
                 }
             }
             self.report(
                 first_page,
                 len,
-                prot,
+                final_prot,
                 Source::File { offset },
                 Role::Segment(segment.index),
             );
@@ -335,6 +361,7 @@ impl Mapper<'_> {
         let anon_end = page_up(mem_end).unwrap_or(u64::MAX);
         if anon_end > anon_start {
             let len = anon_end - anon_start;
+            let prot = if self.laziness.anon { NONE } else { prot };
             // SAFETY: as above, inside this image's reservation.
             unsafe {
                 rustix::mm::mmap_anonymous(

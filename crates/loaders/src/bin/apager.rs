@@ -2,15 +2,21 @@
 #![no_std]
 #![no_main]
 
-use loaders::{run, Outcome};
+use loaders::uexec_load::Laziness;
+use loaders::{run, Outcome, Tool};
 
 loaders::entry!(main);
 
 fn main(startup: &loaders::uexec_load::Startup) -> i32 {
-    match run("apager", startup) {
+    let tool = Tool {
+        name: "apager",
+        laziness: Laziness::EAGER,
+        keeps_log: false,
+    };
+    match run(tool, startup) {
         // SAFETY: `run` returned a fully built process and closed every descriptor it opened.
-        Outcome::Start(ready) => unsafe {
-            loaders::uexec_load::handover::jump(ready.entry, ready.stack.sp)
+        Outcome::Start(s) => unsafe {
+            loaders::uexec_load::handover::jump(s.ready.entry, s.ready.stack.sp)
         },
         Outcome::Exit(status) => status,
     }
