@@ -1,0 +1,123 @@
+//! Compiles the workload programs of `workloads/` into `$OUT_DIR/workloads/` and writes
+//! `$OUT_DIR/workloads.rs`, the table of what was built, which `src/workloads.rs` includes.
+//!
+//! Every program is static (no `PT_INTERP`): the loaders' cost is what is measured, not the
+//! dynamic linker's. `gcc` is required (a compile error fails the build); a missing
+//! `musl-gcc` only leaves the musl hello out, with a `cargo:warning`.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One program to build: its name in the benchmark, compiler, source and flags.
+struct Build {
+    name: &'static str,
+    compiler: &'static str,
+    source: &'static str,
+    flags: &'static [&'static str],
+    optional: bool,
+}
+
+const COMMON: &[&str] = &["-O2", "-Wall", "-Wextra", "-Werror"];
+
+const BUILDS: &[Build] = &[
+    Build {
+        name: "hello-glibc",
+        compiler: "gcc",
+        source: "hello.c",
+        flags: &["-static"],
+        optional: false,
+    },
+    Build {
+        name: "hello-nostdlib",
+        compiler: "gcc",
+        source: "hello_nostdlib.c",
+        // No libc, no start files, and nothing gcc might call behind our back.
+        flags: &[
+            "-static",
+            "-nostdlib",
+            "-ffreestanding",
+            "-fno-stack-protector",
+            "-fno-builtin",
+        ],
+        optional: false,
+    },
+    Build {
+        name: "hello-musl",
+        compiler: "musl-gcc",
+        source: "hello.c",
+        flags: &["-static"],
+        optional: true,
+    },
+    Build {
+        name: "bss-scan",
+        compiler: "gcc",
+        source: "bss_scan.c",
+        flags: &["-static"],
+        optional: false,
+    },
+];
+
+fn compiler_runs(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn main() {
+    let manifest =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let bin = out.join("workloads");
+    fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("creating {}: {e}", bin.display()));
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=PATH");
+
+    let mut table = String::from("/// The workload programs built by build.rs: (name, path).\n");
+    table.push_str("pub const BUILT: &[(&str, &str)] = &[\n");
+    for b in BUILDS {
+        let source = manifest.join("workloads").join(b.source);
+        println!("cargo:rerun-if-changed={}", source.display());
+        if b.optional && !compiler_runs(b.compiler) {
+            println!(
+                "cargo:warning={} not found: the {} workload is left out",
+                b.compiler, b.name
+            );
+            continue;
+        }
+        let target = bin.join(b.name);
+        compile(b, &source, &target);
+        writeln!(
+            table,
+            "    ({:?}, {:?}),",
+            b.name,
+            target.display().to_string()
+        )
+        .expect("writing to a String");
+    }
+    table.push_str("];\n");
+    let generated = out.join("workloads.rs");
+    fs::write(&generated, table).unwrap_or_else(|e| panic!("writing {}: {e}", generated.display()));
+}
+
+fn compile(b: &Build, source: &Path, target: &Path) {
+    let status = Command::new(b.compiler)
+        .args(COMMON)
+        .args(b.flags)
+        .arg("-o")
+        .arg(target)
+        .arg(source)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {} for {}: {e}", b.compiler, b.name));
+    assert!(
+        status.success(),
+        "{} failed to build {} from {}",
+        b.compiler,
+        b.name,
+        source.display()
+    );
+}

@@ -1,0 +1,243 @@
+//! uexec-bench: times whole processes natively and under the uexec loaders.
+//!
+//! Every workload (see `workloads/`) runs in every configuration (native, `apager -q`, and
+//! `dpager`/`hpager` with each policy when they are built), many times, round-robin across
+//! the configurations so that a drift of the machine is shared by all of them. Each run's
+//! wall time is taken around spawn and `wait4`, its maximum RSS and fault counts from
+//! `wait4`'s `rusage`, and a pager's `--stats` line from its stderr. Before timing, each
+//! configuration's output and exit status are checked against native: a loader that runs a
+//! workload wrongly is reported, not timed.
+//!
+//! The results go to the terminal (a table with the ratio loader/native of the median wall
+//! time) and to `--out` (CSV and PNG plots). See docs/benchmarks.md.
+
+mod plot;
+mod report;
+mod run;
+mod stats;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use report::Row;
+use run::{Config, Sample};
+use workloads::Workload;
+
+/// Times whole processes natively and under the uexec loaders (apager, dpager, hpager).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Fewer runs: the default counts (200 per hello world, 15 per scan) divided by 5.
+    #[arg(long)]
+    quick: bool,
+    /// Runs per configuration for every workload, instead of the defaults (--quick divides it by 5 too).
+    #[arg(long, value_name = "N")]
+    runs: Option<usize>,
+    /// Untimed runs of each configuration before the timed ones.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    warmup: usize,
+    /// Where the CSV files and plots go [default: <workspace>/target/bench].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Where the loaders are [default: $UEXEC_BIN_DIR, else <workspace>/target/release].
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Only the workloads whose name contains one of these (comma-separated), e.g. `hello,scan-seq`.
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    only: Vec<String>,
+    /// Only the configurations whose label starts with one of these (comma-separated), e.g.
+    /// `native,apager`; native is always kept, as the reference.
+    #[arg(long, value_delimiter = ',', value_name = "LABELS")]
+    configs: Vec<String>,
+}
+
+fn workspace_dir() -> PathBuf {
+    // crates/uexec-bench -> the workspace root.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match bench(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uexec-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench(args: &Args) -> Result<(), String> {
+    let bin_dir = args
+        .bin_dir
+        .clone()
+        .unwrap_or_else(|| match std::env::var_os("UEXEC_BIN_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => workspace_dir().join("target/release"),
+        });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| workspace_dir().join("target/bench"));
+    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+
+    let mut notes = Vec::new();
+    let mut workloads = workloads::workloads(&mut notes);
+    let mut configs = workloads::configs(&bin_dir, &mut notes);
+    for note in &notes {
+        println!("note: {note}");
+    }
+    if !args.only.is_empty() {
+        workloads.retain(|w| args.only.iter().any(|o| w.name.contains(o.as_str())));
+    }
+    if !args.configs.is_empty() {
+        configs.retain(|c| {
+            c.loader.is_none() || args.configs.iter().any(|p| c.label.starts_with(p.as_str()))
+        });
+    }
+    if workloads.is_empty() {
+        return Err("no workload left to run".into());
+    }
+
+    let stderr_file = out.join("last-stderr.txt");
+    let mut rows = Vec::new();
+    let mut samples_csv = report::SamplesCsv::create(&out.join("samples.csv"))?;
+    for workload in &workloads {
+        let runs = run_count(workload, args);
+        eprintln!(
+            "== {} ({} {}): {} runs x {} configurations",
+            workload.name,
+            workload.program.display(),
+            workload.args.join(" "),
+            runs,
+            configs.len()
+        );
+        let (valid, mut failed) = validate(workload, &configs)?;
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::with_capacity(runs); valid.len()];
+        for _ in 0..args.warmup {
+            for config in &valid {
+                run::measure(config, &workload.program, &workload.args, &stderr_file).map_err(
+                    |e| format!("running {} under {}: {e}", workload.name, config.label),
+                )?;
+            }
+        }
+        for i in 0..runs {
+            for (config, into) in valid.iter().zip(&mut samples) {
+                let sample = run::measure(config, &workload.program, &workload.args, &stderr_file)
+                    .map_err(|e| {
+                        format!("running {} under {}: {e}", workload.name, config.label)
+                    })?;
+                samples_csv.write(&workload.name, &config.label, i, &sample)?;
+                into.push(sample);
+            }
+        }
+        let mut workload_rows: Vec<Row> = valid
+            .iter()
+            .zip(&samples)
+            .map(|(config, s)| Row::new(&workload.name, &config.label, s))
+            .collect();
+        workload_rows.append(&mut failed);
+        report::add_ratios(&mut workload_rows);
+        rows.append(&mut workload_rows);
+    }
+    samples_csv.finish()?;
+    // The table is printed in configuration order within each workload.
+    let order = |label: &str| {
+        configs
+            .iter()
+            .position(|c| c.label == label)
+            .unwrap_or(usize::MAX)
+    };
+    let workload_order = |name: &str| {
+        workloads
+            .iter()
+            .position(|w| w.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    rows.sort_by_key(|r| (workload_order(&r.workload), order(&r.config)));
+
+    print!("{}", report::table(&rows));
+    report::write_summary_csv(&out.join("summary.csv"), &rows)?;
+    println!(
+        "\nwrote {} and {}",
+        out.join("summary.csv").display(),
+        out.join("samples.csv").display()
+    );
+    match plot::plots(&out, &rows) {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+        }
+        Err(e) => println!("note: no plots: {e}"),
+    }
+    let _ = std::fs::remove_file(&stderr_file);
+    Ok(())
+}
+
+fn run_count(workload: &Workload, args: &Args) -> usize {
+    let runs = args.runs.unwrap_or(workload.runs);
+    if args.quick {
+        (runs / 5).max(3)
+    } else {
+        runs.max(1)
+    }
+}
+
+/// Runs the workload once natively and once in each configuration with stdout captured; a
+/// configuration whose stdout or exit status differ from native is reported (a failed row)
+/// and not timed. Returns the configurations to time and the failed rows.
+fn validate(workload: &Workload, configs: &[Config]) -> Result<(Vec<Config>, Vec<Row>), String> {
+    let reference = configs
+        .iter()
+        .find(|c| c.loader.is_none())
+        .ok_or("no native configuration")?;
+    let expected = run::outcome(reference, &workload.program, &workload.args)
+        .map_err(|e| format!("running {}: {e}", workload.program.display()))?;
+    if expected.status != Some(0) {
+        return Err(format!("{} fails natively: {expected:?}", workload.name));
+    }
+    let mut valid = Vec::new();
+    let mut failed = Vec::new();
+    for config in configs {
+        let mut config = config.clone();
+        let mut got = run::outcome(&config, &workload.program, &workload.args)
+            .map_err(|e| format!("running {} under {}: {e}", workload.name, config.label))?;
+        if got.status == Some(2) && config.stats {
+            // A usage error: a pager that does not know --stats yet is timed without it.
+            config.loader_args.retain(|a| a != "--stats");
+            config.stats = false;
+            got = run::outcome(&config, &workload.program, &workload.args)
+                .map_err(|e| format!("running {} under {}: {e}", workload.name, config.label))?;
+            if got == expected {
+                println!(
+                    "note: {} under {}: --stats refused, timed without it",
+                    workload.name, config.label
+                );
+            }
+        }
+        if got == expected {
+            valid.push(config);
+        } else {
+            let why = match (got.status, got.signal) {
+                (_, Some(sig)) => format!("killed by signal {sig}"),
+                (Some(code), _) if code != 0 => format!("exit status {code}"),
+                _ => "stdout differs from native".to_owned(),
+            };
+            println!(
+                "note: {} under {}: {why}; not timed",
+                workload.name, config.label
+            );
+            failed.push(Row::failed(&workload.name, &config.label, &why));
+        }
+    }
+    Ok((valid, failed))
+}
