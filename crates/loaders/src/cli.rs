@@ -27,6 +27,12 @@ pub struct Options<'a> {
     pub quiet: bool,
     /// `--log FILE`: the mapping log goes to FILE instead of standard error.
     pub log: Option<&'a CStr>,
+    /// `--stats` (pagers): print statistics when the program exits.
+    pub stats: bool,
+    /// `--predict POLICY` (hpager).
+    pub predict: Option<&'a CStr>,
+    /// `--pages N` (hpager).
+    pub pages: Option<&'a CStr>,
     /// Index in argv of PROG.
     pub program: usize,
 }
@@ -55,24 +61,33 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
             b"-q" | b"--quiet" => options.quiet = true,
             b"-h" | b"--help" => return Command::Help,
             b"-V" | b"--version" => return Command::Version,
-            b"--log" => match args.next() {
-                Some(file) => {
-                    options.log = Some(file);
-                    index += 1;
-                }
-                None => return Command::Usage(UsageError::MissingValue(arg)),
-            },
-            _ => match bytes.strip_prefix(b"--log=") {
-                // The value is the tail of the same NUL-terminated argument.
-                Some(_) => {
-                    let tail = arg
-                        .to_bytes_with_nul()
-                        .get(b"--log=".len()..)
-                        .unwrap_or(b"\0");
-                    options.log = CStr::from_bytes_with_nul(tail).ok();
-                }
-                None => return Command::Usage(UsageError::UnknownOption(arg)),
-            },
+            b"--stats" => options.stats = true,
+            _ => {
+                // Options with a value: `--name VALUE` or `--name=VALUE`.
+                let (name, inline) = match bytes.iter().position(|&b| b == b'=') {
+                    Some(eq) => (
+                        bytes.get(..eq).unwrap_or(bytes),
+                        arg.to_bytes_with_nul().get(eq + 1..),
+                    ),
+                    None => (bytes, None),
+                };
+                let slot = match name {
+                    b"--log" => &mut options.log,
+                    b"--predict" => &mut options.predict,
+                    b"--pages" => &mut options.pages,
+                    _ => return Command::Usage(UsageError::UnknownOption(arg)),
+                };
+                *slot = match inline {
+                    Some(tail) => CStr::from_bytes_with_nul(tail).ok(),
+                    None => match args.next() {
+                        Some(value) => {
+                            index += 1;
+                            Some(value)
+                        }
+                        None => return Command::Usage(UsageError::MissingValue(arg)),
+                    },
+                };
+            }
         }
         index += 1;
     }
@@ -95,7 +110,8 @@ mod tests {
             Command::Run(Options {
                 quiet: true,
                 log: None,
-                program: 2
+                program: 2,
+                ..Options::default()
             })
         );
     }
@@ -108,7 +124,8 @@ mod tests {
             Command::Run(Options {
                 quiet: false,
                 log: Some(c"/tmp/x"),
-                program: 3
+                program: 3,
+                ..Options::default()
             })
         );
         let cmd = run(&[c"apager", c"--log=/tmp/y", c"prog", c"a"]);
@@ -117,8 +134,33 @@ mod tests {
             Command::Run(Options {
                 quiet: false,
                 log: Some(c"/tmp/y"),
-                program: 2
+                program: 2,
+                ..Options::default()
             })
+        );
+    }
+
+    #[test]
+    fn pager_options() {
+        let cmd = run(&[
+            c"hpager",
+            c"--stats",
+            c"--predict=adaptive",
+            c"--pages",
+            c"3",
+            c"prog",
+        ]);
+        let Command::Run(o) = cmd else {
+            panic!("{cmd:?}")
+        };
+        assert!(o.stats);
+        assert_eq!(
+            (o.predict, o.pages, o.program),
+            (Some(c"adaptive"), Some(c"3"), 5)
+        );
+        assert_eq!(
+            run(&[c"hpager", c"--pages"]),
+            Command::Usage(UsageError::MissingValue(c"--pages"))
         );
     }
 

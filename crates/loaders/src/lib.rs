@@ -19,6 +19,7 @@ use core::fmt::Write;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use uexec_load::{Laziness, LoadError, Quiet, Ready, Request, Startup};
+use uexec_pager::predict::Policy;
 
 use cli::{Command, UsageError};
 use maplog::MapLog;
@@ -58,6 +59,10 @@ pub enum Outcome {
 /// A loaded program, and where a pager's log lines go from now on.
 pub struct Started {
     pub ready: Ready,
+    /// `--stats`.
+    pub stats: bool,
+    /// `--predict` and `--pages`, for hpager (adaptive and 2 by default).
+    pub predict: Option<(Policy, u32)>,
     /// For pagers: a descriptor of the log (stderr or `--log FILE`) moved out of the program's way, or
     /// `None` with `--quiet`. Always `None` for apager, which has closed everything.
     pub log_fd: Option<i32>,
@@ -69,9 +74,14 @@ pub struct Tool {
     pub name: &'static str,
     /// What the program's image leaves for demand paging.
     pub laziness: Laziness,
-    /// Whether the log must outlive the load (the pagers log from their fault handler).
-    pub keeps_log: bool,
+    /// A pager: its log must outlive the load (it logs from its fault handler) and it takes `--stats`.
+    pub pager: bool,
+    /// Takes `--predict` and `--pages` (hpager).
+    pub predicts: bool,
 }
+
+/// Default `--pages`: N = 2, one predicted page per fault.
+pub const DEFAULT_PAGES: u32 = 2;
 
 /// Duplicates `fd` to a high descriptor number with close-on-exec, so the program's own descriptors
 /// (its first `open` returns 3) and `dup2` calls do not meet it.
@@ -95,7 +105,8 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     let Tool {
         name: tool,
         laziness,
-        keeps_log,
+        pager: keeps_log,
+        predicts,
     } = tool;
     let options = match cli::parse(startup.args()) {
         Command::Run(options) => options,
@@ -119,6 +130,48 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
             out::error_line(tool, what, message);
             return Outcome::Exit(USAGE_STATUS);
         }
+    };
+    let not_here = |opt: &[u8]| {
+        out::error_line(tool, opt, "this option is not accepted here (try --help)");
+        Outcome::Exit(USAGE_STATUS)
+    };
+    if options.stats && !keeps_log {
+        return not_here(b"--stats");
+    }
+    if !predicts && options.predict.is_some() {
+        return not_here(b"--predict");
+    }
+    if !predicts && options.pages.is_some() {
+        return not_here(b"--pages");
+    }
+    let predict = if predicts {
+        let policy = options
+            .predict
+            .map_or(Some(Policy::Adaptive), |p| Policy::parse(p.to_bytes()));
+        let pages = match options.pages {
+            None => Some(DEFAULT_PAGES),
+            Some(n) => core::str::from_utf8(n.to_bytes())
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| (1..=65).contains(&n)),
+        };
+        match (policy, pages) {
+            (Some(policy), Some(pages)) => Some((policy, pages)),
+            (None, _) => {
+                out::error_line(
+                    tool,
+                    b"--predict",
+                    "expects none, next, stride, trend or adaptive",
+                );
+                return Outcome::Exit(USAGE_STATUS);
+            }
+            (_, None) => {
+                out::error_line(tool, b"--pages", "expects a number from 1 to 65");
+                return Outcome::Exit(USAGE_STATUS);
+            }
+        }
+    } else {
+        None
     };
     let mut args = startup.args().skip(options.program);
     let Some(name) = args.next() else {
@@ -181,7 +234,12 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     };
     drop(log_file);
     match result {
-        Ok(ready) => Outcome::Start(Started { ready, log_fd }),
+        Ok(ready) => Outcome::Start(Started {
+            ready,
+            stats: options.stats,
+            predict,
+            log_fd,
+        }),
         Err(error) => {
             out::error_line(tool, name.to_bytes(), error);
             Outcome::Exit(error.exit_status())
@@ -206,4 +264,32 @@ impl core::fmt::Display for PagerError {
             }
         }
     }
+}
+
+/// The whole of dpager and hpager: load with `tool.laziness`, install the pager, start the program.
+pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
+    let started = match run(tool, startup) {
+        Outcome::Start(s) => s,
+        Outcome::Exit(status) => return status,
+    };
+    let ready = &started.ready;
+    let config = uexec_pager::Config {
+        tool: tool.name,
+        log_fd: started.log_fd,
+        lazy_file: tool.laziness.file,
+        lazy_anon: tool.laziness.anon,
+        stats: started.stats,
+        predict: started.predict,
+    };
+    // dpager starts with the entry point's page mapped; hpager has all file pages mapped already.
+    let first_page = tool.laziness.file.then_some(ready.program.entry);
+    // SAFETY: called once, single-threaded, with the image just mapped lazily at this bias.
+    if let Err(e) =
+        unsafe { uexec_pager::install(&ready.image, ready.program.bias, &config, first_page) }
+    {
+        out::error_line(tool.name, b"", PagerError(e));
+        return 126;
+    }
+    // SAFETY: the process is fully built and the pager installed.
+    unsafe { uexec_load::handover::jump(ready.entry, ready.stack.sp) }
 }

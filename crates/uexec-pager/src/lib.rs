@@ -6,8 +6,10 @@
 #![no_std]
 
 pub mod pager;
+pub mod predict;
 pub mod regions;
 pub mod sys;
 pub mod text;
+pub mod trap;
 
 pub use pager::{install, Config, SetupError, Stats};

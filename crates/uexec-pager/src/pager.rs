@@ -23,6 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use uexec_elf::{page_down, page_up, Image, PAGE_SIZE};
 
+use crate::predict::{Policy, Predictor, MAX_PREDICT};
 use crate::regions::{Region, RegionTable, MAPPED, MAPPING, UNTOUCHED};
 use crate::sys::{self, KernelSigaction, SignalStack};
 use crate::text::{prot_str, Line};
@@ -37,6 +38,9 @@ pub struct Stats {
     pub predicted_pages: AtomicU64,
     /// Faults that were not the pager's and went to the default action.
     pub real_faults: AtomicU64,
+    /// Predicted pages later found touched, and found untouched.
+    pub predicted_used: AtomicU64,
+    pub predicted_unused: AtomicU64,
 }
 
 /// What [`install`] needs to know.
@@ -49,6 +53,40 @@ pub struct Config {
     pub lazy_file: bool,
     /// Anonymous pages are demand-paged.
     pub lazy_anon: bool,
+    /// Print statistics when the program exits.
+    pub stats: bool,
+    /// hpager: the prediction policy and N, the pages mapped per fault.
+    pub predict: Option<(Policy, u32)>,
+}
+
+/// The predictor and the pages it predicted last, guarded by a spin flag (faults in several threads
+/// take turns; the critical section is a few system calls).
+struct Prediction {
+    predictor: Predictor,
+    /// Pages predicted at the last fault, not yet judged used or unused.
+    pending: [u64; MAX_PREDICT],
+    pending_len: usize,
+}
+
+struct PredictionCell(UnsafeCell<Option<Prediction>>);
+
+// SAFETY: written by `install` before the handler exists, then only accessed while PREDICTION_LOCK is
+// held.
+unsafe impl Sync for PredictionCell {}
+
+static PREDICTION: PredictionCell = PredictionCell(UnsafeCell::new(None));
+static PREDICTION_LOCK: AtomicBool = AtomicBool::new(false);
+
+/// Runs `f` on the prediction state, if there is one.
+fn with_prediction(f: impl FnOnce(&mut Prediction)) {
+    while PREDICTION_LOCK.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    // SAFETY: the lock gives exclusive access.
+    if let Some(p) = unsafe { (*PREDICTION.0.get()).as_mut() } {
+        f(p);
+    }
+    PREDICTION_LOCK.store(false, Ordering::Release);
 }
 
 struct State {
@@ -58,6 +96,8 @@ struct State {
     stats: Stats,
     /// The last fault judged a race with another thread (tid and page), to tell a retry from a loop.
     last_retry: AtomicU64,
+    /// Whether to print statistics at exit.
+    print_stats: bool,
 }
 
 /// The one pager of the process: written by `install` before the handler is installed, read-only (but
@@ -165,11 +205,22 @@ pub unsafe fn install(
             demand_pages: AtomicU64::new(0),
             predicted_pages: AtomicU64::new(0),
             real_faults: AtomicU64::new(0),
+            predicted_used: AtomicU64::new(0),
+            predicted_unused: AtomicU64::new(0),
         },
         last_retry: AtomicU64::new(0),
+        print_stats: config.stats,
     };
-    // SAFETY: single-threaded set-up per the contract; nothing reads PAGER before READY is set.
-    unsafe { *PAGER.0.get() = Some(state) };
+    // SAFETY: single-threaded set-up per the contract; nothing reads PAGER or PREDICTION before READY is
+    // set.
+    unsafe {
+        *PAGER.0.get() = Some(state);
+        *PREDICTION.0.get() = config.predict.map(|(policy, pages)| Prediction {
+            predictor: Predictor::new(policy, pages),
+            pending: [0; MAX_PREDICT],
+            pending_len: 0,
+        });
+    }
     READY.store(true, Ordering::Release);
 
     if let (Some(page), Some(state)) = (first_page, self::state()) {
@@ -177,7 +228,10 @@ pub unsafe fn install(
             claim_and_map(state, region, page_down(page), b"start");
         }
     }
-    install_handler()
+    let alt_stack = install_handler()?;
+    let (low, high) = (low.wrapping_add(bias), high.wrapping_add(bias));
+    // SAFETY: still single-threaded set-up, after the pager state exists.
+    unsafe { crate::trap::install(low, high, alt_stack, config.stats) }.map_err(SetupError::Signal)
 }
 
 fn map_anon(len: usize) -> Result<*mut c_void, SetupError> {
@@ -196,7 +250,8 @@ fn map_anon(len: usize) -> Result<*mut c_void, SetupError> {
 /// Size of the pager's alternate signal stack.
 const ALT_STACK: usize = 64 * 1024;
 
-fn install_handler() -> Result<(), SetupError> {
+/// Installs the SIGSEGV handler on a fresh alternate stack; returns the stack's address.
+fn install_handler() -> Result<usize, SetupError> {
     let stack = map_anon(ALT_STACK)?;
     let ss = SignalStack {
         sp: stack as usize,
@@ -222,7 +277,7 @@ fn install_handler() -> Result<(), SetupError> {
     if r < 0 {
         return Err(SetupError::Signal(r));
     }
-    Ok(())
+    Ok(stack as usize)
 }
 
 /// `siginfo_t` as far as the handler reads it.
@@ -254,7 +309,8 @@ fn allowed(err: u64, prot: u32) -> bool {
     }
 }
 
-extern "C" fn on_segv(_sig: i32, info: *mut SigInfo, context: *mut c_void) {
+extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
+    let give_up = |state: Option<&State>| give_up(state, sig, info, context);
     // SAFETY: the kernel passes a valid siginfo and ucontext to an SA_SIGINFO handler.
     let (addr, code, err) = unsafe {
         let err = context
@@ -278,6 +334,7 @@ extern "C" fn on_segv(_sig: i32, info: *mut SigInfo, context: *mut c_void) {
         Ok(_) => {
             if map_claimed(state, region, page, slot, b"demand") {
                 state.stats.faults.fetch_add(1, Ordering::Relaxed);
+                predict(state, region, page);
             } else {
                 give_up(Some(state));
             }
@@ -322,6 +379,92 @@ fn map_claimed(state: &State, region: &Region, page: u64, slot: &AtomicU8, why: 
     ok
 }
 
+/// Judges the last prediction (which of its pages the program touched since: they are resident), asks
+/// the predictor for the next, and maps those of its pages nobody mapped yet, in as few `mprotect`s as
+/// runs of adjacent pages allow.
+fn predict(state: &State, region: &Region, page: u64) {
+    with_prediction(|p| {
+        judge_pending(state, p);
+        let mut out = [0u64; MAX_PREDICT];
+        let first = region.start / PAGE_SIZE;
+        let end = region.end / PAGE_SIZE;
+        let count = p.predictor.on_fault(page / PAGE_SIZE, first, end, &mut out);
+        let mut run = (0u64, 0u64);
+        for &number in out.get(..count).unwrap_or(&[]) {
+            let Some(addr) = number.checked_mul(PAGE_SIZE) else {
+                continue;
+            };
+            if addr < region.start || addr >= region.end {
+                continue;
+            }
+            let Some(slot) = state.table.state(region, addr) else {
+                continue;
+            };
+            if slot
+                .compare_exchange(UNTOUCHED, MAPPED, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            if let Some(pending) = p.pending.get_mut(p.pending_len) {
+                *pending = addr;
+                p.pending_len += 1;
+            }
+            if run.1 > run.0 && addr == run.1 {
+                run.1 += PAGE_SIZE;
+            } else if run.1 > run.0 && addr + PAGE_SIZE == run.0 {
+                run.0 = addr;
+            } else {
+                protect_run(state, region, run);
+                run = (addr, addr + PAGE_SIZE);
+            }
+        }
+        protect_run(state, region, run);
+    });
+}
+
+fn protect_run(state: &State, region: &Region, (start, end): (u64, u64)) {
+    if end <= start {
+        return;
+    }
+    let flags = MprotectFlags::from_bits_truncate(region.prot);
+    // SAFETY: the run lies in a region of the program image; only its protection changes.
+    if unsafe { rustix::mm::mprotect(start as *mut c_void, (end - start) as usize, flags) }.is_ok()
+    {
+        state
+            .stats
+            .predicted_pages
+            .fetch_add((end - start) / PAGE_SIZE, Ordering::Relaxed);
+        log(state, region, start, (end - start) / PAGE_SIZE, b"predict");
+    }
+}
+
+/// Counts which of the pending predicted pages were touched (resident) and tells the predictor.
+fn judge_pending(state: &State, p: &mut Prediction) {
+    let mut used = 0u32;
+    let mut unused = 0u32;
+    for &addr in p.pending.get(..p.pending_len).unwrap_or(&[]) {
+        let mut vec = 0u8;
+        // SAFETY: mincore writes one byte for the one page asked about.
+        let r = unsafe { sys::syscall4(27, addr, PAGE_SIZE, &mut vec as *mut u8 as u64, 0) };
+        if r == 0 && vec & 1 != 0 {
+            used += 1;
+        } else {
+            unused += 1;
+        }
+    }
+    p.pending_len = 0;
+    state
+        .stats
+        .predicted_used
+        .fetch_add(u64::from(used), Ordering::Relaxed);
+    state
+        .stats
+        .predicted_unused
+        .fetch_add(u64::from(unused), Ordering::Relaxed);
+    p.predictor.feedback(used, unused);
+}
+
 fn claim_and_map(state: &State, region: &Region, page: u64, why: &[u8]) {
     if let Some(slot) = state.table.state(region, page) {
         if slot
@@ -358,11 +501,20 @@ fn log(state: &State, region: &Region, page: u64, count: u64, why: &[u8]) {
     line.write_to(fd);
 }
 
-/// Not the pager's fault: restore the default action and return, so the access faults again and the
-/// process dies as it would natively.
-fn give_up(state: Option<&State>) {
+/// Not the pager's fault. If the program installed a SIGSEGV handler, run it as the kernel would have
+/// (in this very signal frame, with its mask); otherwise restore the default action and return, so the
+/// access faults again and the process dies as it would natively.
+fn give_up(state: Option<&State>, sig: i32, info: *mut SigInfo, context: *mut c_void) {
     if let Some(state) = state {
         state.stats.real_faults.fetch_add(1, Ordering::Relaxed);
+    }
+    let action = crate::trap::program_segv_action();
+    if action.handler > 1 {
+        run_program_handler(&action, sig, info, context);
+        return;
+    }
+    if state.is_some_and(|s| s.print_stats) {
+        print_stats();
     }
     let default = KernelSigaction {
         handler: sys::SIG_DFL,
@@ -372,4 +524,158 @@ fn give_up(state: Option<&State>) {
     };
     // SAFETY: SIG_DFL is always a sound disposition.
     unsafe { sys::rt_sigaction(sys::SIGSEGV, Some(&default), None) };
+}
+
+/// Calls the program's own SIGSEGV handler from inside the pager's, with the signal frame the kernel
+/// built, the program's `sa_mask` added to the blocked set (SIGSEGV stays blocked, as it is natively
+/// while a handler runs without `SA_NODEFER`), and `SA_RESETHAND` honoured.
+fn run_program_handler(
+    action: &KernelSigaction,
+    sig: i32,
+    info: *mut SigInfo,
+    context: *mut c_void,
+) {
+    const SA_RESETHAND: u64 = 0x8000_0000;
+    const SIG_BLOCK: u64 = 0;
+    const SIG_SETMASK: u64 = 2;
+    let mask = action.mask & !(1u64 << (sys::SIGSYS - 1));
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask with pointers to local sets of the kernel's size (8 bytes).
+    unsafe {
+        sys::syscall4(
+            14,
+            SIG_BLOCK,
+            &mask as *const u64 as u64,
+            &mut old as *mut u64 as u64,
+            8,
+        )
+    };
+    if action.flags & SA_RESETHAND != 0 {
+        crate::trap::reset_program_segv_action();
+    }
+    if action.flags & sys::SA_SIGINFO != 0 {
+        // SAFETY: the program registered this function as an SA_SIGINFO handler for SIGSEGV; it gets the
+        // kernel's own siginfo and ucontext for the fault.
+        let handler: extern "C" fn(i32, *mut SigInfo, *mut c_void) =
+            unsafe { core::mem::transmute(action.handler) };
+        handler(sig, info, context);
+    } else {
+        // SAFETY: the program registered this function as a plain handler for SIGSEGV.
+        let handler: extern "C" fn(i32) = unsafe { core::mem::transmute(action.handler) };
+        handler(sig);
+    }
+    // SAFETY: restores the mask saved above.
+    unsafe { sys::syscall4(14, SIG_SETMASK, &old as *const u64 as u64, 0, 8) };
+}
+
+/// Makes the image pages in `[addr, addr + len)` accessible, for a system call that is about to read or
+/// write them (the kernel gets EFAULT, not a fault, from an inaccessible page).
+pub fn ensure_accessible(addr: u64, len: u64) {
+    let Some(state) = state() else { return };
+    let Some(end) = addr.checked_add(len.min(1 << 30)) else {
+        return;
+    };
+    let mut page = page_down(addr);
+    while page < end {
+        match state.table.find(page) {
+            Some(region) => {
+                claim_and_map(state, region, page, b"kernel");
+                page += PAGE_SIZE;
+            }
+            None => match state.table.next_start(page) {
+                Some(next) if next < end => page = next,
+                _ => break,
+            },
+        }
+    }
+}
+
+/// Gives the image pages in `[addr, addr + len)` to the program: it is changing or removing them itself
+/// (`mprotect`, `munmap`, ...), so their protection is its own from now on, and faults there are real.
+pub fn hand_over(addr: u64, len: u64) {
+    let Some(state) = state() else { return };
+    let Some(end) = addr.checked_add(len) else {
+        return;
+    };
+    let mut page = page_down(addr);
+    while page < end {
+        match state.table.find(page) {
+            Some(region) => {
+                if let Some(slot) = state.table.state(region, page) {
+                    slot.store(MAPPED, Ordering::Release);
+                }
+                page += PAGE_SIZE;
+            }
+            None => match state.table.next_start(page) {
+                Some(next) if next < end => page = next,
+                _ => break,
+            },
+        }
+    }
+}
+
+/// Writes the statistics line: `TOOL: stats key=value ...`.
+pub fn print_stats() {
+    let Some(state) = state() else { return };
+    if !state.print_stats {
+        return;
+    }
+    with_prediction(|p| judge_pending(state, p));
+    let fd = state.log_fd.load(Ordering::Relaxed);
+    let fd = if fd >= 0 { fd } else { 2 };
+    let s = &state.stats;
+    let (peak_vm, peak_rss) = peak_memory_kib();
+    let mut line = Line::<400>::new();
+    line.push(state.tool.as_bytes()).push(b": stats");
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    for (key, value) in [
+        (&b"faults"[..], load(&s.faults)),
+        (b"demand_pages", load(&s.demand_pages)),
+        (b"predicted_pages", load(&s.predicted_pages)),
+        (b"predicted_used", load(&s.predicted_used)),
+        (b"predicted_unused", load(&s.predicted_unused)),
+        (b"lookups", load(&state.table.lookups)),
+        (b"cache_hits", load(&state.table.hits)),
+        (b"real_faults", load(&s.real_faults)),
+        (b"peak_vm_kib", peak_vm),
+        (b"peak_rss_kib", peak_rss),
+    ] {
+        line.push(b" ").push(key).push(b"=").dec(value);
+    }
+    line.push(b"\n");
+    line.write_to(fd);
+}
+
+/// VmPeak and VmHWM from `/proc/self/status`, in KiB (0 if unreadable).
+fn peak_memory_kib() -> (u64, u64) {
+    let mut buf = [0u8; 4096];
+    let Ok(fd) = rustix::fs::open(
+        c"/proc/self/status",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return (0, 0);
+    };
+    let mut len = 0;
+    while let Some(rest) = buf.get_mut(len..) {
+        match rustix::io::read(&fd, rest) {
+            Ok(n) if n > 0 => len += n,
+            _ => break,
+        }
+    }
+    let text = buf.get(..len).unwrap_or(&[]);
+    let field = |name: &[u8]| -> u64 {
+        for line in text.split(|&b| b == b'\n') {
+            if let Some(rest) = line.strip_prefix(name) {
+                return rest
+                    .iter()
+                    .filter(|b| b.is_ascii_digit())
+                    .fold(0u64, |v, &d| {
+                        v.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                    });
+            }
+        }
+        0
+    };
+    (field(b"VmPeak:"), field(b"VmHWM:"))
 }

@@ -132,6 +132,20 @@ impl RegionTable {
         Some(r)
     }
 
+    /// The region holding `addr`, without counting the lookup (for the pager's own bookkeeping).
+    pub fn find(&self, addr: u64) -> Option<&Region> {
+        let regions = self.regions();
+        let index = regions.partition_point(|r| r.end <= addr);
+        regions.get(index).filter(|r| r.start <= addr)
+    }
+
+    /// The start of the first region above `addr`.
+    pub fn next_start(&self, addr: u64) -> Option<u64> {
+        let regions = self.regions();
+        let index = regions.partition_point(|r| r.end <= addr);
+        regions.get(index).map(|r| r.start).filter(|&s| s > addr)
+    }
+
     /// The state of the page at `addr` in `region` (which must hold it).
     pub fn state(&self, region: &Region, addr: u64) -> Option<&AtomicU8> {
         let index = region.first_state + ((addr - region.start) / PAGE_SIZE) as usize;

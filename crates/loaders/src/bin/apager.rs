@@ -11,7 +11,8 @@ fn main(startup: &loaders::uexec_load::Startup) -> i32 {
     let tool = Tool {
         name: "apager",
         laziness: Laziness::EAGER,
-        keeps_log: false,
+        pager: false,
+        predicts: false,
     };
     match run(tool, startup) {
         // SAFETY: `run` returned a fully built process and closed every descriptor it opened.

@@ -1,0 +1,533 @@
+//! The system calls a demand pager must see: a seccomp filter that raises SIGSYS for them, and the
+//! SIGSYS handler that does what the pager needs and then performs the call itself.
+//!
+//! Why each is trapped:
+//! - Any call with an argument pointing into the program image: the kernel reading or writing an untouched
+//!   (still `PROT_NONE`) page would fail with `EFAULT` instead of faulting, so the pages the call may touch
+//!   are made accessible first (the buffer's length is taken from the call where it has one). `mprotect`,
+//!   `munmap`, `madvise`, `mremap` and `mmap` over image pages hand those pages to the program: from then on
+//!   their protection is the program's, and a fault there is real.
+//! - `rt_sigprocmask` and `rt_sigaction`: a fault while SIGSEGV (or SIGSYS) is blocked kills the process,
+//!   so neither may ever be blocked; they are removed from the masks the program sets. A SIGSEGV handler
+//!   the program installs is recorded, not installed: the pager stays the handler, and passes faults that
+//!   are not its own to the program's (see [`program_segv_action`]).
+//! - `sigaltstack`: the pager's own alternate stack is reported as none, as after a real exec.
+//! - `exit_group`, when statistics were asked for: they are printed first.
+//!
+//! The filter allows every call made from the loader's own code (its fixed address range), so the handler
+//! performs the trapped call with a plain `syscall` and puts the result in the program's `rax`. `clone`,
+//! `fork`, `vfork`, `clone3`, `exit` and `rt_sigreturn` are never trapped: they cannot be performed on the
+//! program's behalf from a handler.
+//!
+//! # Safety
+//!
+//! The SIGSYS handler has the constraints of the SIGSEGV handler (no TLS, errno, allocator, locks, fmt,
+//! panics). It reads the program's memory only through pages it first made accessible.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::pager;
+use crate::sys::{self, KernelSigaction};
+
+/// Where the loaders are linked: a call whose instruction pointer has these high 32 bits is the loader's.
+const LOADER_IP_HIGH: u32 = 0x3c00;
+
+mod nr {
+    pub const READ: u64 = 0;
+    pub const WRITE: u64 = 1;
+    pub const STAT: u64 = 4;
+    pub const FSTAT: u64 = 5;
+    pub const LSTAT: u64 = 6;
+    pub const MMAP: u64 = 9;
+    pub const MPROTECT: u64 = 10;
+    pub const MUNMAP: u64 = 11;
+    pub const RT_SIGACTION: u64 = 13;
+    pub const RT_SIGPROCMASK: u64 = 14;
+    pub const RT_SIGRETURN: u64 = 15;
+    pub const PREAD64: u64 = 17;
+    pub const PWRITE64: u64 = 18;
+    pub const READV: u64 = 19;
+    pub const WRITEV: u64 = 20;
+    pub const PIPE: u64 = 22;
+    pub const MREMAP: u64 = 25;
+    pub const MADVISE: u64 = 28;
+    pub const CLONE: u64 = 56;
+    pub const FORK: u64 = 57;
+    pub const VFORK: u64 = 58;
+    pub const EXIT: u64 = 60;
+    pub const GETCWD: u64 = 79;
+    pub const READLINK: u64 = 89;
+    pub const SIGALTSTACK: u64 = 131;
+    pub const GETDENTS64: u64 = 217;
+    pub const EXIT_GROUP: u64 = 231;
+    pub const NEWFSTATAT: u64 = 262;
+    pub const READLINKAT: u64 = 267;
+    pub const PIPE2: u64 = 293;
+    pub const GETRANDOM: u64 = 318;
+    pub const STATX: u64 = 332;
+    pub const PKEY_MPROTECT: u64 = 329;
+    pub const CLONE3: u64 = 435;
+}
+
+/// Classic BPF, as `struct sock_filter`.
+#[repr(C)]
+#[derive(Copy, Clone)]
+struct Insn {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+const JGT: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
+const RET: u16 = 0x06; // BPF_RET | BPF_K
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+/// Offsets in `struct seccomp_data`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+const DATA_IP_HIGH: u32 = 12;
+const fn data_arg_low(i: u32) -> u32 {
+    16 + 8 * i
+}
+
+const MAX_INSNS: usize = 64;
+
+/// Where a conditional jump goes.
+#[derive(Copy, Clone)]
+enum To {
+    Next,
+    /// Skip this many instructions.
+    Skip(u8),
+    Trap,
+    Allow,
+}
+
+/// A straight-line filter program with two exits at its end: `TRAP` then `ALLOW`.
+struct Program {
+    insns: [Insn; MAX_INSNS],
+    targets: [(To, To); MAX_INSNS],
+    len: usize,
+}
+
+impl Program {
+    const fn new() -> Self {
+        Self {
+            insns: [Insn {
+                code: 0,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            }; MAX_INSNS],
+            targets: [(To::Next, To::Next); MAX_INSNS],
+            len: 0,
+        }
+    }
+
+    fn emit(&mut self, code: u16, k: u32, jt: To, jf: To) {
+        if let (Some(insn), Some(targets)) =
+            (self.insns.get_mut(self.len), self.targets.get_mut(self.len))
+        {
+            *insn = Insn {
+                code,
+                jt: 0,
+                jf: 0,
+                k,
+            };
+            *targets = (jt, jf);
+            self.len += 1;
+        }
+    }
+
+    fn load(&mut self, offset: u32) {
+        self.emit(LD_ABS, offset, To::Next, To::Next);
+    }
+
+    /// Appends the two exits and turns the symbolic jump targets into offsets.
+    fn finish(&mut self) -> &[Insn] {
+        let trap = self.len;
+        for (i, (insn, targets)) in self
+            .insns
+            .iter_mut()
+            .zip(self.targets)
+            .enumerate()
+            .take(trap)
+        {
+            let resolve = |t: To| -> u8 {
+                match t {
+                    To::Next => 0,
+                    To::Skip(n) => n,
+                    To::Trap => (trap - i - 1) as u8,
+                    To::Allow => (trap - i) as u8,
+                }
+            };
+            insn.jt = resolve(targets.0);
+            insn.jf = resolve(targets.1);
+        }
+        self.emit(RET, SECCOMP_RET_TRAP, To::Next, To::Next);
+        self.emit(RET, SECCOMP_RET_ALLOW, To::Next, To::Next);
+        self.insns.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// Builds the filter for an image spanning `[low, high)`.
+fn build_filter(program: &mut Program, low: u64, high: u64, trap_exit: bool) {
+    program.load(DATA_ARCH);
+    program.emit(JEQ, AUDIT_ARCH_X86_64, To::Next, To::Allow);
+    program.load(DATA_IP_HIGH);
+    program.emit(JEQ, LOADER_IP_HIGH, To::Allow, To::Next);
+    program.load(DATA_NR);
+    for never in [
+        nr::RT_SIGRETURN,
+        nr::CLONE,
+        nr::FORK,
+        nr::VFORK,
+        nr::CLONE3,
+        nr::EXIT,
+    ] {
+        program.emit(JEQ, never as u32, To::Allow, To::Next);
+    }
+    for always in [nr::RT_SIGACTION, nr::RT_SIGPROCMASK, nr::SIGALTSTACK] {
+        program.emit(JEQ, always as u32, To::Trap, To::Next);
+    }
+    if trap_exit {
+        program.emit(JEQ, nr::EXIT_GROUP as u32, To::Trap, To::Next);
+    }
+    let last = high.saturating_sub(1);
+    let (low_hi, low_lo) = ((low >> 32) as u32, low as u32);
+    let (high_hi, high_lo) = ((last >> 32) as u32, last as u32);
+    for arg in 0..6 {
+        program.load(data_arg_low(arg) + 4);
+        if low_hi == high_hi {
+            // Trap if the upper half is the image's and low_lo <= lower half <= high_lo.
+            program.emit(JEQ, low_hi, To::Next, To::Skip(3));
+            program.load(data_arg_low(arg));
+            program.emit(JGE, low_lo, To::Next, To::Skip(1));
+            program.emit(JGT, high_lo, To::Next, To::Trap);
+        } else {
+            // The span crosses a 4 GiB boundary: judge by the upper half alone (over-approximating).
+            program.emit(JGE, low_hi, To::Next, To::Skip(1));
+            program.emit(JGT, high_hi, To::Next, To::Trap);
+        }
+    }
+}
+
+/// `struct sock_fprog`.
+#[repr(C)]
+struct Fprog {
+    len: u16,
+    filter: *const Insn,
+}
+
+/// The program's SIGSEGV action, as it believes it installed it.
+struct Virtual(UnsafeCell<KernelSigaction>);
+
+// SAFETY: written only from the SIGSYS handler while a spin flag is held, read from the SIGSEGV handler;
+// a torn read can only happen if the program changes its SIGSEGV handler while faulting in another
+// thread, as racy natively as here.
+unsafe impl Sync for Virtual {}
+
+static PROGRAM_SEGV: Virtual = Virtual(UnsafeCell::new(KernelSigaction {
+    handler: 0,
+    flags: 0,
+    restorer: 0,
+    mask: 0,
+}));
+static PROGRAM_SEGV_LOCK: AtomicBool = AtomicBool::new(false);
+/// The pager's own alternate stack, hidden from the program.
+static OWN_ALT_STACK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+static STATS_ON_EXIT: AtomicBool = AtomicBool::new(false);
+
+/// The SIGSEGV action the program asked for (`SIG_DFL` unless it installed one).
+pub fn program_segv_action() -> KernelSigaction {
+    while PROGRAM_SEGV_LOCK.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    // SAFETY: the lock serialises access.
+    let action = unsafe { *PROGRAM_SEGV.0.get() };
+    PROGRAM_SEGV_LOCK.store(false, Ordering::Release);
+    action
+}
+
+fn set_program_segv_action(action: KernelSigaction) {
+    while PROGRAM_SEGV_LOCK.swap(true, Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    // SAFETY: the lock serialises access.
+    unsafe { *PROGRAM_SEGV.0.get() = action };
+    PROGRAM_SEGV_LOCK.store(false, Ordering::Release);
+}
+
+/// Forgets the program's SIGSEGV handler (`SA_RESETHAND` after a delivery).
+pub fn reset_program_segv_action() {
+    set_program_segv_action(KernelSigaction::default());
+}
+
+/// Installs the SIGSYS handler and the filter for an image spanning `[low, high)`; `alt_stack` is the
+/// pager's alternate stack, to hide; `stats` traps `exit_group` to print statistics.
+///
+/// # Safety
+///
+/// Single-threaded set-up, after [`pager::install`].
+pub unsafe fn install(low: u64, high: u64, alt_stack: usize, stats: bool) -> Result<(), i64> {
+    OWN_ALT_STACK.store(alt_stack, Ordering::Relaxed);
+    STATS_ON_EXIT.store(stats, Ordering::Relaxed);
+    let action = KernelSigaction {
+        handler: on_sigsys as *const () as usize,
+        flags: sys::SA_SIGINFO | sys::SA_ONSTACK | sys::SA_RESTORER,
+        restorer: sys::restore_rt as *const () as usize,
+        mask: 0,
+    };
+    // SAFETY: on_sigsys follows the handler contract of this module.
+    let r = unsafe { sys::rt_sigaction(sys::SIGSYS, Some(&action), None) };
+    if r < 0 {
+        return Err(r);
+    }
+    let mut program = Program::new();
+    build_filter(&mut program, low, high, stats);
+    let insns = program.finish();
+    let fprog = Fprog {
+        len: insns.len() as u16,
+        filter: insns.as_ptr(),
+    };
+    const SECCOMP_SET_MODE_FILTER: u64 = 1;
+    // SAFETY: fprog points at a valid filter program that outlives the call (the kernel copies it).
+    let mut r = unsafe {
+        sys::syscall4(
+            317,
+            SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const Fprog as u64,
+            0,
+        )
+    };
+    if r == -13 {
+        // EACCES: without CAP_SYS_ADMIN a filter needs no_new_privs (which the program then inherits).
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+        unsafe { sys::syscall4(157, 38, 1, 0, 0) };
+        // SAFETY: as above.
+        r = unsafe {
+            sys::syscall4(
+                317,
+                SECCOMP_SET_MODE_FILTER,
+                0,
+                &fprog as *const Fprog as u64,
+                0,
+            )
+        };
+    }
+    if r < 0 {
+        Err(r)
+    } else {
+        Ok(())
+    }
+}
+
+/// Offsets in the x86-64 `ucontext_t` of the saved general registers (`uc_mcontext.gregs`).
+mod reg {
+    pub const R8: usize = 0;
+    pub const R9: usize = 1;
+    pub const R10: usize = 2;
+    pub const RDI: usize = 8;
+    pub const RSI: usize = 9;
+    pub const RDX: usize = 12;
+    pub const RAX: usize = 13;
+    pub const fn offset(r: usize) -> usize {
+        40 + 8 * r
+    }
+}
+
+/// `siginfo_t` for SIGSYS, as far as it is read.
+#[repr(C)]
+struct SysInfo {
+    signo: i32,
+    errno: i32,
+    code: i32,
+    _pad: i32,
+    call_addr: u64,
+    syscall: i32,
+    arch: u32,
+}
+
+unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
+    // SAFETY: per the caller, `context` is the ucontext of the signal being handled.
+    unsafe { context.cast::<u8>().add(reg::offset(r)).cast::<u64>() }
+}
+
+const SIGSET_SEGV_SYS: u64 = (1 << (sys::SIGSEGV - 1)) | (1 << (sys::SIGSYS - 1));
+const SS_DISABLE: i32 = 2;
+
+extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
+    // SAFETY: an SA_SIGINFO handler gets a valid siginfo and ucontext.
+    let (call, args) = unsafe {
+        let r = |n| reg_ptr(context, n).read();
+        (
+            (*info).syscall as u64,
+            [
+                r(reg::RDI),
+                r(reg::RSI),
+                r(reg::RDX),
+                r(reg::R10),
+                r(reg::R8),
+                r(reg::R9),
+            ],
+        )
+    };
+    let result = handle(call, args);
+    // SAFETY: as above; writing rax sets the trapped call's return value.
+    unsafe { reg_ptr(context, reg::RAX).write(result as u64) };
+}
+
+/// Makes the pages the call may touch accessible, does what the pager needs, and performs the call.
+fn handle(call: u64, mut args: [u64; 6]) -> i64 {
+    prefault(call, &args);
+    match call {
+        nr::MPROTECT | nr::PKEY_MPROTECT | nr::MUNMAP | nr::MADVISE | nr::MREMAP => {
+            pager::hand_over(args[0], args[1]);
+        }
+        nr::MMAP if args[0] != 0 => pager::hand_over(args[0], args[1]),
+        nr::RT_SIGPROCMASK if args[1] != 0 => {
+            // Block what the program asks, except SIGSEGV and SIGSYS.
+            // SAFETY: the set was made accessible by prefault; an invalid pointer fails the read below
+            // the same way (EFAULT) only if it is outside the image, which we do not dereference.
+            let mut set = match read_u64(args[1]) {
+                Some(set) => set,
+                None => return raw(call, &args),
+            };
+            set &= !SIGSET_SEGV_SYS;
+            args[1] = &set as *const u64 as u64;
+            return raw(call, &args);
+        }
+        nr::RT_SIGACTION => return sigaction(args),
+        nr::SIGALTSTACK => {
+            let r = raw(call, &args);
+            if r == 0
+                && args[1] != 0
+                && read_u64(args[1]) == Some(OWN_ALT_STACK.load(Ordering::Relaxed) as u64)
+            {
+                // The old stack reported is the pager's: report none, as after exec.
+                let none = sys::SignalStack {
+                    sp: 0,
+                    flags: SS_DISABLE,
+                    size: 0,
+                };
+                write_bytes(args[1], &none);
+            }
+            return r;
+        }
+        nr::EXIT_GROUP => {
+            pager::print_stats();
+            sys::exit_group(args[0] as i32);
+        }
+        _ => {}
+    }
+    raw(call, &args)
+}
+
+fn read_u64(addr: u64) -> Option<u64> {
+    if addr == 0 || addr % 8 != 0 {
+        return None;
+    }
+    // SAFETY: only called for pointers the program passed to a call that reads them; the image pages
+    // among them were made accessible. A pointer elsewhere would fault here as it faults natively in the
+    // program's own libc wrapper — only for a buggy program.
+    Some(unsafe { (addr as *const u64).read_volatile() })
+}
+
+fn write_bytes<T>(addr: u64, value: &T) {
+    // SAFETY: as for `read_u64`: the program passed this pointer for the kernel to write to.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            value as *const T as *const u8,
+            addr as *mut u8,
+            core::mem::size_of::<T>(),
+        )
+    };
+}
+
+/// `rt_sigaction` on the program's behalf: SIGSEGV is recorded, not installed; other masks lose
+/// SIGSEGV and SIGSYS.
+fn sigaction(mut args: [u64; 6]) -> i64 {
+    let sig = args[0] as i32;
+    let new = args[1];
+    let old = args[2];
+    if sig == sys::SIGSEGV {
+        let previous = program_segv_action();
+        if new != 0 {
+            // SAFETY: prefault made the struct accessible if it is in the image; it is the program's.
+            let action = unsafe { (new as *const KernelSigaction).read_unaligned() };
+            set_program_segv_action(action);
+        }
+        if old != 0 {
+            write_bytes(old, &previous);
+        }
+        return 0;
+    }
+    if sig == sys::SIGSYS {
+        // The pager needs SIGSYS for itself; a program installing its own seccomp handler is not
+        // supported. Report success and keep the pager's.
+        if old != 0 {
+            write_bytes(old, &KernelSigaction::default());
+        }
+        return 0;
+    }
+    let mut copy;
+    if new != 0 {
+        // SAFETY: as above.
+        copy = unsafe { (new as *const KernelSigaction).read_unaligned() };
+        copy.mask &= !SIGSET_SEGV_SYS;
+        args[1] = &copy as *const KernelSigaction as u64;
+    }
+    raw(nr::RT_SIGACTION, &args)
+}
+
+/// Makes accessible the image pages a call may read or write.
+fn prefault(call: u64, args: &[u64; 6]) {
+    let sized = |ptr: u64, len: u64| pager::ensure_accessible(ptr, len);
+    match call {
+        nr::READ | nr::WRITE | nr::PREAD64 | nr::PWRITE64 | nr::GETDENTS64 => {
+            sized(args[1], args[2])
+        }
+        nr::GETCWD | nr::GETRANDOM => sized(args[0], args[1]),
+        nr::READLINK => sized(args[1], args[2]),
+        nr::READLINKAT => sized(args[2], args[3]),
+        nr::READV | nr::WRITEV => {
+            sized(args[1], args[2].saturating_mul(16));
+            for i in 0..args[2].min(1024) {
+                let base = args[1].wrapping_add(16 * i);
+                if let (Some(p), Some(l)) = (read_u64(base), read_u64(base.wrapping_add(8))) {
+                    sized(p, l);
+                }
+            }
+        }
+        nr::STAT | nr::LSTAT => sized(args[1], 144),
+        nr::FSTAT => sized(args[1], 144),
+        nr::NEWFSTATAT => sized(args[2], 144),
+        nr::STATX => sized(args[4], 256),
+        nr::PIPE | nr::PIPE2 => sized(args[0], 8),
+        _ => {}
+    }
+    // Any argument may be a pointer (a path, a struct): make its page and the next reachable. Strings and
+    // structs longer than that are rare enough for the over-approximation of one extra page.
+    for &arg in args {
+        pager::ensure_accessible(arg, 256);
+    }
+}
+
+/// Performs a call from the loader's code (which the filter allows).
+fn raw(call: u64, args: &[u64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: the program asked for exactly this call with these arguments.
+    unsafe {
+        core::arch::asm!("syscall", inlateout("rax") call as i64 => ret, in("rdi") args[0], in("rsi") args[1],
+            in("rdx") args[2], in("r10") args[3], in("r8") args[4], in("r9") args[5],
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
