@@ -527,8 +527,10 @@ fn give_up(state: Option<&State>, sig: i32, info: *mut SigInfo, context: *mut c_
 }
 
 /// Calls the program's own SIGSEGV handler from inside the pager's, with the signal frame the kernel
-/// built, the program's `sa_mask` added to the blocked set (SIGSEGV stays blocked, as it is natively
-/// while a handler runs without `SA_NODEFER`), and `SA_RESETHAND` honoured.
+/// built, the blocked set the kernel would give it (the interrupted mask plus its `sa_mask`) and
+/// `SA_RESETHAND` honoured. SIGSEGV itself stays deliverable, unlike natively, because the program's
+/// handler may touch pages nobody touched yet; a real fault inside it then re-enters it instead of
+/// killing at once, and ends the same way (SIGSEGV) when the stack runs out.
 fn run_program_handler(
     action: &KernelSigaction,
     sig: i32,
@@ -536,15 +538,25 @@ fn run_program_handler(
     context: *mut c_void,
 ) {
     const SA_RESETHAND: u64 = 0x8000_0000;
-    const SIG_BLOCK: u64 = 0;
     const SIG_SETMASK: u64 = 2;
-    let mask = action.mask & !(1u64 << (sys::SIGSYS - 1));
+    /// Offset of `uc_sigmask` in the x86-64 `ucontext_t`.
+    const UC_SIGMASK_OFFSET: usize = 40 + 256;
+    let never = (1u64 << (sys::SIGSEGV - 1)) | (1u64 << (sys::SIGSYS - 1));
+    // SAFETY: `context` is the ucontext of the SIGSEGV being handled.
+    let interrupted = unsafe {
+        context
+            .cast::<u8>()
+            .add(UC_SIGMASK_OFFSET)
+            .cast::<u64>()
+            .read_unaligned()
+    };
+    let mask = (interrupted | action.mask) & !never;
     let mut old: u64 = 0;
     // SAFETY: rt_sigprocmask with pointers to local sets of the kernel's size (8 bytes).
     unsafe {
         sys::syscall4(
             14,
-            SIG_BLOCK,
+            SIG_SETMASK,
             &mask as *const u64 as u64,
             &mut old as *mut u64 as u64,
             8,

@@ -280,7 +280,10 @@ pub unsafe fn install(low: u64, high: u64, alt_stack: usize, stats: bool) -> Res
     STATS_ON_EXIT.store(stats, Ordering::Relaxed);
     let action = KernelSigaction {
         handler: on_sigsys as *const () as usize,
-        flags: sys::SA_SIGINFO | sys::SA_ONSTACK | sys::SA_RESTORER,
+        // Not SA_ONSTACK: a handler running on the alternate stack could not perform the program's own
+        // sigaltstack() calls (EPERM while on it); trapped calls come from ordinary code with stack to
+        // spare.
+        flags: sys::SA_SIGINFO | sys::SA_RESTORER,
         restorer: sys::restore_rt as *const () as usize,
         mask: 0,
     };
@@ -379,34 +382,158 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
             ],
         )
     };
-    let result = handle(call, args);
+    let result = handle(call, args, context);
     // SAFETY: as above; writing rax sets the trapped call's return value.
     unsafe { reg_ptr(context, reg::RAX).write(result as u64) };
 }
 
+/// Offset of `uc_sigmask` in the x86-64 `ucontext_t`: after flags, link, stack (40 bytes) and the
+/// 256-byte `sigcontext`.
+const UC_SIGMASK_OFFSET: usize = 40 + 256;
+const EINVAL: i64 = -22;
+const SIGKILL_SIGSTOP: u64 = (1 << (9 - 1)) | (1 << (19 - 1));
+
+/// `rt_sigprocmask` on the program's behalf. Inside the handler the blocked set is the handler's, and
+/// the kernel restores the interrupted one from the signal frame when the handler returns: so the call is
+/// answered from, and applied to, the mask saved in the frame (`uc_sigmask`). SIGSEGV and SIGSYS are
+/// never blocked.
+fn sigprocmask(args: &[u64; 6], context: *mut c_void) -> i64 {
+    const SIG_BLOCK: u64 = 0;
+    const SIG_UNBLOCK: u64 = 1;
+    const SIG_SETMASK: u64 = 2;
+    let (how, set, old, size) = (args[0], args[1], args[2], args[3]);
+    if size != 8 {
+        return EINVAL;
+    }
+    // SAFETY: `context` is the ucontext of the SIGSYS being handled.
+    let saved = unsafe { context.cast::<u8>().add(UC_SIGMASK_OFFSET).cast::<u64>() };
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    // The mask as the program believes it is: the real one plus the SIGSEGV/SIGSYS it asked to block.
+    // SAFETY: as above.
+    let current = unsafe { saved.read_unaligned() } | virtual_blocked(tid);
+    let new = if set != 0 {
+        let Some(set) = read_u64_unaligned(set) else {
+            return -14;
+        };
+        match how {
+            SIG_BLOCK => Some(current | set),
+            SIG_UNBLOCK => Some(current & !set),
+            SIG_SETMASK => Some(set),
+            _ => return EINVAL,
+        }
+    } else {
+        None
+    };
+    if old != 0 {
+        write_bytes(old, &current);
+    }
+    if let Some(new) = new {
+        set_virtual_blocked(tid, new & SIGSET_SEGV_SYS);
+        // SAFETY: as above.
+        unsafe { saved.write_unaligned(new & !SIGSET_SEGV_SYS & !SIGKILL_SIGSTOP) };
+    }
+    0
+}
+
+/// Per thread, the SIGSEGV and SIGSYS bits the program asked to block (and that stay unblocked): a small
+/// open-addressed table of `tid << 32 | bits`, so that reading the mask back gives what was set.
+const VIRTUAL_SLOTS: usize = 256;
+static VIRTUAL_MASKS: [core::sync::atomic::AtomicU64; VIRTUAL_SLOTS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; VIRTUAL_SLOTS];
+
+fn virtual_slots(tid: u32) -> impl Iterator<Item = &'static core::sync::atomic::AtomicU64> {
+    let start = tid as usize % VIRTUAL_SLOTS;
+    (0..16).filter_map(move |i| VIRTUAL_MASKS.get((start + i) % VIRTUAL_SLOTS))
+}
+
+fn virtual_blocked(tid: u32) -> u64 {
+    virtual_slots(tid)
+        .map(|slot| slot.load(Ordering::Relaxed))
+        .find(|&v| (v >> 32) as u32 == tid)
+        .map_or(0, |v| v & SIGSET_SEGV_SYS)
+}
+
+fn set_virtual_blocked(tid: u32, bits: u64) {
+    for slot in virtual_slots(tid) {
+        let v = slot.load(Ordering::Relaxed);
+        if (v >> 32) as u32 == tid {
+            slot.store(
+                if bits == 0 {
+                    0
+                } else {
+                    (u64::from(tid) << 32) | bits
+                },
+                Ordering::Relaxed,
+            );
+            return;
+        }
+    }
+    if bits == 0 {
+        return;
+    }
+    for slot in virtual_slots(tid) {
+        if slot
+            .compare_exchange(
+                0,
+                (u64::from(tid) << 32) | bits,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+fn read_u64_unaligned(addr: u64) -> Option<u64> {
+    if addr < uexec_elf::PAGE_SIZE {
+        return None;
+    }
+    // SAFETY: as for `read_u64`.
+    Some(unsafe { (addr as *const u64).read_unaligned() })
+}
+
 /// Makes the pages the call may touch accessible, does what the pager needs, and performs the call.
-fn handle(call: u64, mut args: [u64; 6]) -> i64 {
+fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
     prefault(call, &args);
     match call {
         nr::MPROTECT | nr::PKEY_MPROTECT | nr::MUNMAP | nr::MADVISE | nr::MREMAP => {
             pager::hand_over(args[0], args[1]);
         }
         nr::MMAP if args[0] != 0 => pager::hand_over(args[0], args[1]),
-        nr::RT_SIGPROCMASK if args[1] != 0 => {
-            // Block what the program asks, except SIGSEGV and SIGSYS.
-            // SAFETY: the set was made accessible by prefault; an invalid pointer fails the read below
-            // the same way (EFAULT) only if it is outside the image, which we do not dereference.
-            let mut set = match read_u64(args[1]) {
-                Some(set) => set,
-                None => return raw(call, &args),
-            };
-            set &= !SIGSET_SEGV_SYS;
-            args[1] = &set as *const u64 as u64;
-            return raw(call, &args);
-        }
+        nr::RT_SIGPROCMASK => return sigprocmask(&args, context),
         nr::RT_SIGACTION => return sigaction(args),
         nr::SIGALTSTACK => {
             let r = raw(call, &args);
+            if r == 0 && args[0] != 0 {
+                // Returning from this handler restores the alternate stack saved in the signal frame
+                // (`uc_stack`): the program's new stack must go there to outlive the return.
+                let mut new = sys::SignalStack::default();
+                // SAFETY: the call above read this struct successfully.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        args[0] as *const u8,
+                        &mut new as *mut _ as *mut u8,
+                        24,
+                    )
+                };
+                if new.flags & SS_DISABLE != 0 {
+                    new = sys::SignalStack {
+                        sp: 0,
+                        flags: SS_DISABLE,
+                        size: 0,
+                    };
+                }
+                // SAFETY: `context` is the ucontext of the SIGSYS being handled; uc_stack is at offset 16.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        &new as *const _ as *const u8,
+                        context.cast::<u8>().add(16),
+                        24,
+                    )
+                };
+            }
             if r == 0
                 && args[1] != 0
                 && read_u64(args[1]) == Some(OWN_ALT_STACK.load(Ordering::Relaxed) as u64)
@@ -431,7 +558,7 @@ fn handle(call: u64, mut args: [u64; 6]) -> i64 {
 }
 
 fn read_u64(addr: u64) -> Option<u64> {
-    if addr == 0 || addr % 8 != 0 {
+    if addr < uexec_elf::PAGE_SIZE || addr % 8 != 0 {
         return None;
     }
     // SAFETY: only called for pointers the program passed to a call that reads them; the image pages
@@ -511,6 +638,15 @@ fn prefault(call: u64, args: &[u64; 6]) {
         nr::NEWFSTATAT => sized(args[2], 144),
         nr::STATX => sized(args[4], 256),
         nr::PIPE | nr::PIPE2 => sized(args[0], 8),
+        nr::SIGALTSTACK => {
+            // The kernel writes signal frames onto the new stack later, from no system call the pager
+            // sees: all of it must be accessible now.
+            sized(args[0], 24);
+            if let (Some(sp), Some(size)) = (read_u64(args[0]), read_u64(args[0].wrapping_add(16)))
+            {
+                sized(sp, size);
+            }
+        }
         _ => {}
     }
     // Any argument may be a pointer (a path, a struct): make its page and the next reachable. Strings and
