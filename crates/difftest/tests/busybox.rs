@@ -1,6 +1,7 @@
-//! Debian's busybox-static, a real static program, natively and under apager: a few
+//! Debian's busybox-static, a real static program, natively and under each loader: a few
 //! applets (called as `busybox APPLET` and through a symlink named after the applet,
-//! which busybox dispatches on argv[0]); stdout and exit status must match.
+//! which busybox dispatches on argv[0]), and a shell that runs applets by re-executing
+//! /proc/self/exe and other programs by execve; stdout and exit status must match.
 //! Skipped with a printed note when /bin/busybox is absent.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,8 @@ const BUSYBOX: &str = "/bin/busybox";
 fn scratch() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox");
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    std::fs::write(dir.join("hello.txt"), "line one\nline two\n\u{e9}t\u{e9}\n").expect("hello.txt");
+    std::fs::write(dir.join("hello.txt"), "line one\nline two\n\u{e9}t\u{e9}\n")
+        .expect("hello.txt");
     for applet in ["echo", "sh"] {
         let link = dir.join(applet);
         let _ = std::fs::remove_file(&link);
@@ -28,7 +30,6 @@ fn busybox_applets_match_native() {
         note("SKIPPED busybox_applets_match_native: /bin/busybox not found (Debian: apt-get install busybox-static)");
         return;
     }
-    let apager = require_loader("apager");
     let dir = scratch();
     let file = dir.join("hello.txt").display().to_string();
     let ls_dir = dir.display().to_string();
@@ -47,14 +48,26 @@ fn busybox_applets_match_native() {
         (bb.clone(), vec!["false".into()]),
         (echo, vec!["via".into(), "argv[0]".into()]),
         (sh, vec!["-c".into(), "echo sh via argv0; false".into()]),
+        // Applets busybox runs by re-executing itself, a dynamically linked program, a missing one.
+        (
+            bb.clone(),
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!("cat {file2} | wc -c; busybox true && echo ok; /bin/true; echo $?; nonexist; echo $?", file2 = dir.join("hello.txt").display()),
+            ],
+        ),
     ];
     let mut failures = Vec::new();
-    for (prog, args) in &runs {
-        let what = format!("{prog} {args:?} under `apager -q`");
-        let native = run_native(prog, args);
-        let loaded = run_under(&apager, &["-q"], prog, args);
-        if let Err(e) = compare(&what, &native, &loaded) {
-            failures.push(e);
+    for loader in ["apager", "dpager", "hpager"] {
+        let path = require_loader(loader);
+        for (prog, args) in &runs {
+            let what = format!("{prog} {args:?} under `{loader} -q`");
+            let native = run_native(prog, args);
+            let loaded = run_under(&path, &["-q"], prog, args);
+            if let Err(e) = compare(&what, &native, &loaded) {
+                failures.push(e);
+            }
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));

@@ -33,6 +33,8 @@ pub struct Options<'a> {
     pub predict: Option<&'a CStr>,
     /// `--pages N` (hpager).
     pub pages: Option<&'a CStr>,
+    /// `--argv0 NAME`: the program sees NAME as `argv[0]` instead of PROG (as `exec -a` does).
+    pub argv0: Option<&'a CStr>,
     /// Index in argv of PROG.
     pub program: usize,
 }
@@ -75,6 +77,7 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
                     b"--log" => &mut options.log,
                     b"--predict" => &mut options.predict,
                     b"--pages" => &mut options.pages,
+                    b"--argv0" => &mut options.argv0,
                     _ => return Command::Usage(UsageError::UnknownOption(arg)),
                 };
                 *slot = match inline {

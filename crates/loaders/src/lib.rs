@@ -38,7 +38,8 @@ fn help(tool: &str) {
          PROG without a '/' is searched for in PATH. Options end at PROG.\n\n\
          Options:\n  \
            -q, --quiet     do not log mappings\n      \
-               --log FILE  write the mapping log to FILE instead of standard error\n  \
+               --log FILE  write the mapping log to FILE instead of standard error\n      \
+               --argv0 NAME  give the program NAME as argv[0] (PROG is still what is run)\n  \
            -h, --help      print this help\n  \
            -V, --version   print the version\n\n\
          Each mapping made for PROG is logged as one line:\n  \
@@ -208,7 +209,8 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     let request = Request {
         path,
         execfn: path,
-        argv: startup.args().skip(options.program),
+        argv: core::iter::once(options.argv0.unwrap_or(name))
+            .chain(startup.args().skip(options.program + 1)),
         envp: startup.env(),
         startup,
         randomize: rt::kernel_randomizes(),
@@ -268,10 +270,35 @@ impl core::fmt::Display for PagerError {
 
 /// The whole of dpager and hpager: load with `tool.laziness`, install the pager, start the program.
 pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
+    // The pager's own binary, for the programs this one executes (see uexec_pager::exec); opened before
+    // /proc/self/exe is made to name the program.
+    let self_fd = rustix::fs::open(
+        c"/proc/self/exe",
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+    .and_then(|fd| park_descriptor(fd.as_fd()));
     let started = match run(tool, startup) {
         Outcome::Start(s) => s,
         Outcome::Exit(status) => return status,
     };
+    if let Some(fd) = self_fd {
+        let mut prefix = out::Bytes::<256>::new();
+        prefix.push(tool.name.as_bytes()).push(b"\0-q\0");
+        if started.stats {
+            prefix.push(b"--stats\0");
+        }
+        if let Some((policy, pages)) = started.predict {
+            prefix
+                .push(b"--predict=")
+                .push(policy.name().as_bytes())
+                .push(b"\0--pages=");
+            prefix.decimal(u64::from(pages)).push(b"\0");
+        }
+        // SAFETY: single-threaded set-up before the program runs.
+        unsafe { uexec_pager::exec::configure(fd, prefix.bytes()) };
+    }
     let ready = &started.ready;
     let config = uexec_pager::Config {
         tool: tool.name,

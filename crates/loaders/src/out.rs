@@ -85,3 +85,59 @@ pub fn error_line(tool: &str, what: &[u8], message: impl fmt::Display) {
     };
     err.flush();
 }
+
+/// A fixed-capacity byte string; what does not fit is dropped.
+pub struct Bytes<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Bytes<N> {
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) -> &mut Self {
+        for &b in bytes {
+            if let Some(slot) = self.buf.get_mut(self.len) {
+                *slot = b;
+                self.len += 1;
+            }
+        }
+        self
+    }
+
+    pub fn decimal(&mut self, mut value: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        loop {
+            if let Some(d) = digits.get_mut(n) {
+                *d = b'0' + (value % 10) as u8;
+            }
+            n += 1;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        while n > 0 {
+            n -= 1;
+            let d = digits.get(n).copied().unwrap_or(b'0');
+            self.push(&[d]);
+        }
+        self
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl<const N: usize> Default for Bytes<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

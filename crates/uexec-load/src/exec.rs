@@ -2,6 +2,7 @@
 //! them, build the stack, and give the process the program's break, command line and name.
 
 use core::ffi::{c_void, CStr};
+use rustix::fd::AsRawFd;
 use rustix::mm::{MapFlags, ProtFlags};
 use rustix::process::{PrctlMmMap, Resource};
 use uexec_elf::{
@@ -211,7 +212,7 @@ where
         (_, _, false) => page_up(mapped.end).unwrap_or(mapped.end),
     };
     let brk = brk_base + dice.brk;
-    set_mm_map(&program, &mapped, &layout, brk);
+    set_mm_map(&program, &mapped, &layout, brk, request.startup);
     set_comm(request.execfn);
 
     let entry = interp_mapped.map_or(mapped.entry, |m| m.entry);
@@ -324,7 +325,18 @@ fn map_stack(
 /// Gives the process the program's code, data, break, argument, environment and auxv addresses, as
 /// `/proc/PID/{stat,cmdline,environ,auxv}` and `brk()` see them. `PR_SET_MM_MAP` needs no privilege; if
 /// the kernel refuses anyway, the program still runs, with the loader's break.
-fn set_mm_map(program: &ElfFile, mapped: &Mapped, layout: &StackLayout, brk: u64) {
+///
+/// It also points `/proc/PID/exe` at the program when the kernel allows it (a caller capable of
+/// checkpoint/restore): the first attempt fails with `EBUSY` while the loader's own file is mapped, so the
+/// loader then lets go of it ([`crate::own_image::detach_from_file`]) and tries again. Without the
+/// capability the link keeps naming the loader.
+fn set_mm_map(
+    program: &ElfFile,
+    mapped: &Mapped,
+    layout: &StackLayout,
+    brk: u64,
+    startup: &Startup,
+) {
     let Some(ranges) = program.image.code_and_data() else {
         return;
     };
@@ -343,11 +355,22 @@ fn set_mm_map(program: &ElfFile, mapped: &Mapped, layout: &StackLayout, brk: u64
         env_end: layout.env_end,
         auxv: layout.auxv as *mut u64,
         auxv_size: layout.auxv_len as u32,
-        exe_fd: -1,
+        exe_fd: program.fd().as_raw_fd(),
     };
-    // SAFETY: every address describes memory of the new process image built above; the kernel copies the
-    // auxv and does not keep the pointer.
-    let _ = unsafe { rustix::process::configure_virtual_memory_map(&map) };
+    // SAFETY (all three calls): every address describes memory of the new process image built above; the
+    // kernel copies the auxv and does not keep the pointer.
+    let configure =
+        |map: &PrctlMmMap| unsafe { rustix::process::configure_virtual_memory_map(map) };
+    match configure(&map) {
+        Ok(()) => return,
+        Err(rustix::io::Errno::BUSY) if crate::own_image::detach_from_file(startup).is_ok() => {
+            if configure(&map).is_ok() {
+                return;
+            }
+        }
+        Err(_) => {}
+    }
+    let _ = configure(&PrctlMmMap { exe_fd: -1, ..map });
 }
 
 /// Names the process after the program, as `begin_new_exec` does (`/proc/PID/comm`).

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod file;
 pub mod handover;
 pub mod map;
+pub mod own_image;
 pub mod stack;
 pub mod startup;
 

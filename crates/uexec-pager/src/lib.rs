@@ -5,6 +5,7 @@
 //! `no_std`, allocation-free, and panic-free on every path the handler takes.
 #![no_std]
 
+pub mod exec;
 pub mod pager;
 pub mod predict;
 pub mod regions;

@@ -69,6 +69,8 @@ mod nr {
     pub const STATX: u64 = 332;
     pub const PKEY_MPROTECT: u64 = 329;
     pub const CLONE3: u64 = 435;
+    pub const EXECVE: u64 = 59;
+    pub const EXECVEAT: u64 = 322;
 }
 
 /// Classic BPF, as `struct sock_filter`.
@@ -193,7 +195,13 @@ fn build_filter(program: &mut Program, low: u64, high: u64, trap_exit: bool) {
     ] {
         program.emit(JEQ, never as u32, To::Allow, To::Next);
     }
-    for always in [nr::RT_SIGACTION, nr::RT_SIGPROCMASK, nr::SIGALTSTACK] {
+    for always in [
+        nr::RT_SIGACTION,
+        nr::RT_SIGPROCMASK,
+        nr::SIGALTSTACK,
+        nr::EXECVE,
+        nr::EXECVEAT,
+    ] {
         program.emit(JEQ, always as u32, To::Trap, To::Next);
     }
     if trap_exit {
@@ -292,6 +300,24 @@ pub unsafe fn install(low: u64, high: u64, alt_stack: usize, stats: bool) -> Res
     if r < 0 {
         return Err(r);
     }
+    // SIGSEGV and SIGSYS may have come blocked (from whoever started the pager, or from the pager that
+    // executed this one): unblock them, and remember them as blocked in the program's view.
+    let unblock = SIGSET_SEGV_SYS;
+    let mut old = 0u64;
+    // SAFETY: rt_sigprocmask with pointers to local 8-byte sets.
+    unsafe {
+        sys::syscall4(
+            14,
+            1,
+            &unblock as *const u64 as u64,
+            &mut old as *mut u64 as u64,
+            8,
+        )
+    };
+    set_virtual_blocked(
+        rustix::thread::gettid().as_raw_nonzero().get() as u32,
+        old & SIGSET_SEGV_SYS,
+    );
     let mut program = Program::new();
     build_filter(&mut program, low, high, stats);
     let insns = program.finish();
@@ -365,6 +391,7 @@ unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
 
 const SIGSET_SEGV_SYS: u64 = (1 << (sys::SIGSEGV - 1)) | (1 << (sys::SIGSYS - 1));
 const SS_DISABLE: i32 = 2;
+const AT_FDCWD: i32 = -100;
 
 extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
     // SAFETY: an SA_SIGINFO handler gets a valid siginfo and ucontext.
@@ -392,6 +419,20 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
 const UC_SIGMASK_OFFSET: usize = 40 + 256;
 const EINVAL: i64 = -22;
 const SIGKILL_SIGSTOP: u64 = (1 << (9 - 1)) | (1 << (19 - 1));
+
+/// The blocked set of the interrupted program as it believes it to be.
+fn program_mask(context: *mut c_void) -> u64 {
+    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+    // SAFETY: `context` is the ucontext of the SIGSYS being handled.
+    let saved = unsafe {
+        context
+            .cast::<u8>()
+            .add(UC_SIGMASK_OFFSET)
+            .cast::<u64>()
+            .read_unaligned()
+    };
+    saved | virtual_blocked(tid)
+}
 
 /// `rt_sigprocmask` on the program's behalf. Inside the handler the blocked set is the handler's, and
 /// the kernel restores the interrupted one from the signal frame when the handler returns: so the call is
@@ -552,6 +593,12 @@ fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
             pager::print_stats();
             sys::exit_group(args[0] as i32);
         }
+        nr::EXECVE => {
+            return crate::exec::through_pager(args[0], args[1], args[2], program_mask(context))
+        }
+        nr::EXECVEAT if args[0] as i32 == AT_FDCWD && args[4] == 0 => {
+            return crate::exec::through_pager(args[1], args[2], args[3], program_mask(context));
+        }
         _ => {}
     }
     raw(call, &args)
@@ -615,7 +662,7 @@ fn sigaction(mut args: [u64; 6]) -> i64 {
 }
 
 /// Makes accessible the image pages a call may read or write.
-fn prefault(call: u64, args: &[u64; 6]) {
+pub(crate) fn prefault(call: u64, args: &[u64; 6]) {
     let sized = |ptr: u64, len: u64| pager::ensure_accessible(ptr, len);
     match call {
         nr::READ | nr::WRITE | nr::PREAD64 | nr::PWRITE64 | nr::GETDENTS64 => {
@@ -638,6 +685,8 @@ fn prefault(call: u64, args: &[u64; 6]) {
         nr::NEWFSTATAT => sized(args[2], 144),
         nr::STATX => sized(args[4], 256),
         nr::PIPE | nr::PIPE2 => sized(args[0], 8),
+        nr::EXECVE => crate::exec::prefault_exec_args(args[0], args[1], args[2]),
+        nr::EXECVEAT => crate::exec::prefault_exec_args(args[1], args[2], args[3]),
         nr::SIGALTSTACK => {
             // The kernel writes signal frames onto the new stack later, from no system call the pager
             // sees: all of it must be accessible now.
@@ -657,7 +706,7 @@ fn prefault(call: u64, args: &[u64; 6]) {
 }
 
 /// Performs a call from the loader's code (which the filter allows).
-fn raw(call: u64, args: &[u64; 6]) -> i64 {
+pub(crate) fn raw(call: u64, args: &[u64; 6]) -> i64 {
     let ret: i64;
     // SAFETY: the program asked for exactly this call with these arguments.
     unsafe {
