@@ -48,6 +48,10 @@ struct Args {
     /// Only the workloads whose name contains one of these (comma-separated), e.g. `hello,scan-seq`.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
+    /// An extra loader to time as `PATH -q PROG`, labelled LABEL (repeatable): to compare two
+    /// builds of a loader in the same run, e.g. `--extra apager-old=/tmp/old/apager`.
+    #[arg(long, value_name = "LABEL=PATH")]
+    extra: Vec<String>,
     /// Only the configurations whose label starts with one of these (comma-separated), e.g.
     /// `native,apager`; native is always kept, as the reference.
     #[arg(long, value_delimiter = ',', value_name = "LABELS")]
@@ -92,6 +96,20 @@ fn bench(args: &Args) -> Result<(), String> {
     let mut notes = Vec::new();
     let mut workloads = workloads::workloads(&mut notes);
     let mut configs = workloads::configs(&bin_dir, &mut notes);
+    for extra in &args.extra {
+        let (label, path) = extra
+            .split_once('=')
+            .ok_or_else(|| format!("--extra {extra}: expected LABEL=PATH"))?;
+        if !Path::new(path).is_file() {
+            return Err(format!("--extra {extra}: {path} is not a file"));
+        }
+        configs.push(Config {
+            label: label.to_owned(),
+            loader: Some(PathBuf::from(path)),
+            loader_args: vec!["-q".into()],
+            stats: false,
+        });
+    }
     for note in &notes {
         println!("note: {note}");
     }
