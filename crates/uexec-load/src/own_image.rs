@@ -25,26 +25,47 @@ const AT_PHDR: u64 = 3;
 const AT_PHNUM: u64 = 5;
 
 /// Replaces every segment of the loader's own file by an anonymous copy.
+///
+/// The segments are contiguous pages (the loaders are linked that way), so one populated anonymous
+/// mapping takes the copy of the whole span, each segment's part gets its protection, and one `mremap`
+/// swaps it in: five system calls and no page faults.
 pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
     let (Some(phdr), Some(phnum)) = (startup.aux(AT_PHDR), startup.aux(AT_PHNUM)) else {
         return Err(Errno::NOENT);
     };
     // SAFETY: AT_PHDR and AT_PHNUM describe the loader's own program headers, mapped for its lifetime.
-    let phdrs =
-        unsafe { core::slice::from_raw_parts(phdr as *const ProgramHeader64<LE>, phnum as usize) };
+    let phdrs = unsafe { core::slice::from_raw_parts(phdr as *const ProgramHeader64<LE>, phnum as usize) };
     let bias = phdrs
         .iter()
         .find(|p| p.p_type.get(LE) == PT_PHDR)
         .map_or(0, |p| phdr.wrapping_sub(p.p_vaddr.get(LE)));
-    for p in phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD) {
-        let start = page_down(p.p_vaddr.get(LE).wrapping_add(bias));
-        let end = page_up(
-            p.p_vaddr
-                .get(LE)
-                .wrapping_add(bias)
-                .wrapping_add(p.p_memsz.get(LE)),
+    let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
+    let range = |p: &ProgramHeader64<LE>| {
+        let start = p.p_vaddr.get(LE).wrapping_add(bias);
+        (page_down(start), page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX))
+    };
+    let low = loads().map(|p| range(p).0).min().ok_or(Errno::NOENT)?;
+    let high = loads().map(|p| range(p).1).max().ok_or(Errno::NOENT)?;
+    // Every page of the span must belong to a segment, or the copy would map what was a hole.
+    let covered: u64 = loads().map(|p| range(p).1 - range(p).0).sum();
+    if covered != high - low {
+        return Err(Errno::INVAL);
+    }
+    let len = (high - low) as usize;
+    // SAFETY: a fresh anonymous mapping, populated so the copy below takes no faults.
+    let copy = unsafe {
+        rustix::mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::POPULATE,
         )
-        .ok_or(Errno::INVAL)?;
+    }?;
+    // SAFETY: [low, high) is the loader's own image, all of it readable (checked contiguous above); the
+    // copy is a distinct writable mapping of the same length.
+    unsafe { core::ptr::copy_nonoverlapping(low as *const u8, copy.cast::<u8>(), len) };
+    for p in loads() {
+        let (start, end) = range(p);
         let flags = p.p_flags.get(LE);
         let mut prot = MprotectFlags::empty();
         if flags & object::elf::PF_R != 0 {
@@ -56,28 +77,11 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
         if flags & object::elf::PF_X != 0 {
             prot |= MprotectFlags::EXEC;
         }
-        replace_with_copy(start, end - start, prot)?;
+        let at = copy.cast::<u8>().wrapping_add((start - low) as usize).cast::<c_void>();
+        // SAFETY: a part of the copy made above.
+        unsafe { rustix::mm::mprotect(at, (end - start) as usize, prot) }?;
     }
-    Ok(())
-}
-
-fn replace_with_copy(start: u64, len: u64, prot: MprotectFlags) -> Result<(), Errno> {
-    let len = len as usize;
-    // SAFETY: a fresh anonymous mapping.
-    let copy = unsafe {
-        rustix::mm::mmap_anonymous(
-            core::ptr::null_mut(),
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::PRIVATE,
-        )
-    }?;
-    // SAFETY: [start, start + len) is a readable segment of the loader (read-only segments included), and
-    // the copy is a distinct writable mapping of the same length.
-    unsafe {
-        core::ptr::copy_nonoverlapping(start as *const u8, copy.cast::<u8>(), len);
-        rustix::mm::mprotect(copy, len, prot)?;
-        rustix::mm::mremap_fixed(copy, len, len, MremapFlags::MAYMOVE, start as *mut c_void)?;
-    }
+    // SAFETY: swaps the identical copy over the loader's own image in one step (see the module docs).
+    unsafe { rustix::mm::mremap_fixed(copy, len, len, MremapFlags::MAYMOVE, low as *mut c_void) }?;
     Ok(())
 }

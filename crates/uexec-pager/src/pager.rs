@@ -24,7 +24,7 @@ use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use uexec_elf::{page_down, page_up, Image, PAGE_SIZE};
 
 use crate::predict::{Policy, Predictor, MAX_PREDICT};
-use crate::regions::{Region, RegionTable, MAPPED, MAPPING, UNTOUCHED};
+use crate::regions::{Region, RegionTable, MAPPED, MAPPING, PREDICTED, UNTOUCHED};
 use crate::sys::{self, KernelSigaction, SignalStack};
 use crate::text::{prot_str, Line};
 
@@ -384,7 +384,7 @@ fn map_claimed(state: &State, region: &Region, page: u64, slot: &AtomicU8, why: 
 /// runs of adjacent pages allow.
 fn predict(state: &State, region: &Region, page: u64) {
     with_prediction(|p| {
-        judge_pending(state, p);
+        judge_pending(p);
         let mut out = [0u64; MAX_PREDICT];
         let first = region.start / PAGE_SIZE;
         let end = region.end / PAGE_SIZE;
@@ -401,7 +401,7 @@ fn predict(state: &State, region: &Region, page: u64) {
                 continue;
             };
             if slot
-                .compare_exchange(UNTOUCHED, MAPPED, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(UNTOUCHED, PREDICTED, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
             {
                 continue;
@@ -439,30 +439,87 @@ fn protect_run(state: &State, region: &Region, (start, end): (u64, u64)) {
     }
 }
 
-/// Counts which of the pending predicted pages were touched (resident) and tells the predictor.
-fn judge_pending(state: &State, p: &mut Prediction) {
-    let mut used = 0u32;
-    let mut unused = 0u32;
-    for &addr in p.pending.get(..p.pending_len).unwrap_or(&[]) {
-        let mut vec = 0u8;
-        // SAFETY: mincore writes one byte for the one page asked about.
-        let r = unsafe { sys::syscall4(27, addr, PAGE_SIZE, &mut vec as *mut u8 as u64, 0) };
-        if r == 0 && vec & 1 != 0 {
-            used += 1;
-        } else {
-            unused += 1;
+/// Tells the predictor which of the pages it predicted at the last fault the program has touched since
+/// (they are resident: a predicted anonymous page is made accessible, not populated).
+fn judge_pending(p: &mut Prediction) {
+    let pending = p.pending.get(..p.pending_len).unwrap_or(&[]);
+    let (Some(&low), Some(&high)) = (pending.iter().min(), pending.iter().max()) else {
+        p.pending_len = 0;
+        return;
+    };
+    let mut resident = [0u8; 2 * MAX_PREDICT];
+    let span = ((high - low) / PAGE_SIZE + 1) as usize;
+    let (mut used, mut unused) = (0u32, 0u32);
+    if span <= resident.len() && mincore(low, span, &mut resident) {
+        for &addr in pending {
+            let touched = resident
+                .get(((addr - low) / PAGE_SIZE) as usize)
+                .is_some_and(|r| r & 1 != 0);
+            if touched {
+                used += 1
+            } else {
+                unused += 1
+            }
+        }
+    } else {
+        for &addr in pending {
+            let mut one = [0u8; 1];
+            if mincore(addr, 1, &mut one) && one[0] & 1 != 0 {
+                used += 1
+            } else {
+                unused += 1
+            }
         }
     }
     p.pending_len = 0;
-    state
-        .stats
-        .predicted_used
-        .fetch_add(u64::from(used), Ordering::Relaxed);
-    state
-        .stats
-        .predicted_unused
-        .fetch_add(u64::from(unused), Ordering::Relaxed);
     p.predictor.feedback(used, unused);
+}
+
+/// `mincore` over `pages` pages from `addr` into `vec` (which must hold that many bytes).
+fn mincore(addr: u64, pages: usize, vec: &mut [u8]) -> bool {
+    if vec.len() < pages {
+        return false;
+    }
+    // SAFETY: the kernel writes one byte per page into `vec`, which holds at least `pages` bytes.
+    unsafe {
+        sys::syscall4(
+            27,
+            addr,
+            pages as u64 * PAGE_SIZE,
+            vec.as_mut_ptr() as u64,
+            0,
+        ) == 0
+    }
+}
+
+/// At exit: how many predicted pages the program touched (resident) and how many it never did.
+fn account_predictions(state: &State) {
+    let states = state.table.states();
+    let mut resident = [0u8; 1024];
+    for region in state.table.regions() {
+        let pages = region.pages() as usize;
+        let mut done = 0;
+        while done < pages {
+            let chunk = (pages - done).min(resident.len());
+            let addr = region.start + done as u64 * PAGE_SIZE;
+            let ok = mincore(addr, chunk, &mut resident);
+            for i in 0..chunk {
+                let predicted = states
+                    .get(region.first_state + done + i)
+                    .is_some_and(|s| s.load(Ordering::Relaxed) == PREDICTED);
+                if predicted {
+                    let touched = ok && resident.get(i).is_some_and(|r| r & 1 != 0);
+                    let counter = if touched {
+                        &state.stats.predicted_used
+                    } else {
+                        &state.stats.predicted_unused
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            done += chunk;
+        }
+    }
 }
 
 fn claim_and_map(state: &State, region: &Region, page: u64, why: &[u8]) {
@@ -632,7 +689,7 @@ pub fn print_stats() {
     if !state.print_stats {
         return;
     }
-    with_prediction(|p| judge_pending(state, p));
+    account_predictions(state);
     let fd = state.log_fd.load(Ordering::Relaxed);
     let fd = if fd >= 0 { fd } else { 2 };
     let s = &state.stats;

@@ -16,8 +16,10 @@ pub const MAX_REGIONS: usize = 2 * uexec_elf::MAX_SEGMENTS;
 pub const UNTOUCHED: u8 = 0;
 /// A page some thread is making accessible right now.
 pub const MAPPING: u8 = 1;
-/// A page made accessible (on demand, by prediction, or at start).
+/// A page made accessible on demand or at start, or handed to the program.
 pub const MAPPED: u8 = 2;
+/// A page made accessible by prediction (hpager), whose use is judged when the program exits.
+pub const PREDICTED: u8 = 3;
 
 /// One range the pager owns.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -144,6 +146,11 @@ impl RegionTable {
         let regions = self.regions();
         let index = regions.partition_point(|r| r.end <= addr);
         regions.get(index).map(|r| r.start).filter(|&s| s > addr)
+    }
+
+    /// Every page state, in region order (for the exit-time accounting of predictions).
+    pub fn states(&self) -> &[AtomicU8] {
+        self.states
     }
 
     /// The state of the page at `addr` in `region` (which must hold it).
