@@ -401,7 +401,7 @@ fn predict(state: &State, region: &Region, page: u64) {
                 continue;
             };
             if slot
-                .compare_exchange(UNTOUCHED, PREDICTED, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(UNTOUCHED, MAPPING, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
             {
                 continue;
@@ -423,14 +423,24 @@ fn predict(state: &State, region: &Region, page: u64) {
     });
 }
 
+/// Makes a run of claimed (MAPPING) predicted pages accessible, then marks them PREDICTED: a thread
+/// faulting on one of them meanwhile waits for the run instead of taking its fault for a real one.
 fn protect_run(state: &State, region: &Region, (start, end): (u64, u64)) {
     if end <= start {
         return;
     }
     let flags = MprotectFlags::from_bits_truncate(region.prot);
     // SAFETY: the run lies in a region of the program image; only its protection changes.
-    if unsafe { rustix::mm::mprotect(start as *mut c_void, (end - start) as usize, flags) }.is_ok()
-    {
+    let ok = unsafe { rustix::mm::mprotect(start as *mut c_void, (end - start) as usize, flags) }
+        .is_ok();
+    let mut page = start;
+    while page < end {
+        if let Some(slot) = state.table.state(region, page) {
+            slot.store(if ok { PREDICTED } else { MAPPED }, Ordering::Release);
+        }
+        page += PAGE_SIZE;
+    }
+    if ok {
         state
             .stats
             .predicted_pages
