@@ -50,7 +50,13 @@ struct Spec {
 }
 
 const SPECS: &[Spec] = &[
-    Spec { name: "auxv_dump", sources: &["auxv_dump.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec {
+        name: "auxv_dump",
+        sources: &["auxv_dump.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
     Spec {
         name: "entry_probe",
         sources: &["entry_probe.S", "entry_probe_report.c"],
@@ -58,15 +64,63 @@ const SPECS: &[Spec] = &[
         role: Role::Diff,
         flags: &[],
     },
-    Spec { name: "malloc", sources: &["malloc.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
-    Spec { name: "bigbss", sources: &["bigbss.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
-    Spec { name: "bss_scan", sources: &["bss_scan.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
-    Spec { name: "data_bss", sources: &["data_bss.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
-    Spec { name: "tls_threads", sources: &["tls_threads.c"], lang: Lang::C, role: Role::Diff, flags: &["-pthread"] },
-    Spec { name: "exceptions", sources: &["exceptions.cc"], lang: Lang::Cxx, role: Role::Diff, flags: &[] },
-    Spec { name: "fault", sources: &["fault.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec {
+        name: "malloc",
+        sources: &["malloc.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
+        name: "bigbss",
+        sources: &["bigbss.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
+        name: "bss_scan",
+        sources: &["bss_scan.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
+        name: "data_bss",
+        sources: &["data_bss.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
+        name: "tls_threads",
+        sources: &["tls_threads.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &["-pthread"],
+    },
+    Spec {
+        name: "exceptions",
+        sources: &["exceptions.cc"],
+        lang: Lang::Cxx,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
+        name: "fault",
+        sources: &["fault.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
     // The demand-paging traps of the dpager/hpager issue.
-    Spec { name: "relro", sources: &["relro.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec {
+        name: "relro",
+        sources: &["relro.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
     Spec {
         name: "threads_untouched",
         sources: &["threads_untouched.c"],
@@ -74,11 +128,41 @@ const SPECS: &[Spec] = &[
         role: Role::Diff,
         flags: &["-pthread"],
     },
-    Spec { name: "masked_fault", sources: &["masked_fault.c"], lang: Lang::C, role: Role::Diff, flags: &["-pthread"] },
-    Spec { name: "sigsegv_recover", sources: &["sigsegv_recover.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
-    Spec { name: "kernel_touch", sources: &["kernel_touch.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
-    Spec { name: "fork_touch", sources: &["fork_touch.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
-    Spec { name: "mm_untouched", sources: &["mm_untouched.c"], lang: Lang::C, role: Role::Diff, flags: &[] },
+    Spec {
+        name: "masked_fault",
+        sources: &["masked_fault.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &["-pthread"],
+    },
+    Spec {
+        name: "sigsegv_recover",
+        sources: &["sigsegv_recover.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
+        name: "kernel_touch",
+        sources: &["kernel_touch.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
+        name: "fork_touch",
+        sources: &["fork_touch.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
+        name: "mm_untouched",
+        sources: &["mm_untouched.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
     Spec {
         name: "fixed_addr",
         sources: &["fixed_addr.c"],
@@ -130,7 +214,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", src_dir.display());
     println!("cargo:rerun-if-env-changed=PATH");
 
-    assert!(runs("gcc"), "difftest: `gcc` is needed to build the fixtures");
+    assert!(
+        runs("gcc"),
+        "difftest: `gcc` is needed to build the fixtures"
+    );
     let have_musl = runs("musl-gcc");
     let have_gxx = runs("g++");
     if !have_musl {
@@ -167,7 +254,10 @@ fn main() {
                 st.push("-static");
                 let mut pie = FREESTANDING.to_vec();
                 pie.extend(["-static-pie", "-fPIE"]);
-                vec![("nolibc-static", "gcc", st), ("nolibc-static-pie", "gcc", pie)]
+                vec![
+                    ("nolibc-static", "gcc", st),
+                    ("nolibc-static-pie", "gcc", pie),
+                ]
             }
             Lang::FixedAddr => {
                 let mut st = FREESTANDING.to_vec();
@@ -180,10 +270,21 @@ fn main() {
             let mut args: Vec<String> = COMMON.iter().map(|s| s.to_string()).collect();
             args.extend(vflags.iter().map(|s| s.to_string()));
             args.extend(spec.flags.iter().map(|s| s.to_string()));
-            args.extend(spec.sources.iter().map(|s| src_dir.join(s).display().to_string()));
+            args.extend(
+                spec.sources
+                    .iter()
+                    .map(|s| src_dir.join(s).display().to_string()),
+            );
             args.push("-o".into());
             args.push(out.display().to_string());
-            jobs.push(Job { name: spec.name, variant, role: spec.role, compiler, args, out });
+            jobs.push(Job {
+                name: spec.name,
+                variant,
+                role: spec.role,
+                compiler,
+                args,
+                out,
+            });
         }
     }
 
@@ -196,7 +297,9 @@ fn main() {
 fn build_all(jobs: &[Job]) {
     let next = Mutex::new(0usize);
     let errors = Mutex::new(Vec::<String>::new());
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
@@ -227,7 +330,11 @@ fn build_all(jobs: &[Job]) {
         }
     });
     let errors = errors.into_inner().expect("error list");
-    assert!(errors.is_empty(), "difftest: fixture build failed:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "difftest: fixture build failed:\n{}",
+        errors.join("\n")
+    );
 }
 
 fn write_tables(jobs: &[Job], out_dir: &Path) {
@@ -247,7 +354,11 @@ fn write_tables(jobs: &[Job], out_dir: &Path) {
         );
         if let Role::Diff = job.role {
             let fn_name = format!("{}_{}", job.name, job.variant).replace('-', "_");
-            let _ = writeln!(tests, "#[test]\nfn {fn_name}() {{\n    check({:?}, {:?});\n}}\n", job.name, job.variant);
+            let _ = writeln!(
+                tests,
+                "#[test]\nfn {fn_name}() {{\n    check({:?}, {:?});\n}}\n",
+                job.name, job.variant
+            );
         }
     }
     table.push_str("];\n");

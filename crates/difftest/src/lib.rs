@@ -130,7 +130,12 @@ impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Status::Code(c) => write!(f, "exit {c}"),
-            Status::Signal(s) => write!(f, "killed by {} ({s}; shell status {})", signal_name(s), 128 + s),
+            Status::Signal(s) => write!(
+                f,
+                "killed by {} ({s}; shell status {})",
+                signal_name(s),
+                128 + s
+            ),
         }
     }
 }
@@ -152,7 +157,11 @@ pub struct Outcome {
 /// `/dev/null`, stdout and stderr piped, no core dumps.
 fn command(program: &OsStr) -> Command {
     let mut cmd = Command::new(program);
-    cmd.env_clear().envs(ENV.iter().copied()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_clear()
+        .envs(ENV.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     extern "C" {
         fn setrlimit(resource: i32, rlim: *const [u64; 2]) -> i32;
     }
@@ -191,7 +200,9 @@ fn finish(mut child: Child, what: &str) -> Outcome {
             Ok(None) if start.elapsed() > TIMEOUT => {
                 timed_out = true;
                 let _ = child.kill();
-                break child.wait().unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
+                break child
+                    .wait()
+                    .unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
             }
             Ok(None) => {
                 thread::sleep(pause);
@@ -243,7 +254,11 @@ pub fn bin_dir() -> PathBuf {
         _ => {
             // crates/difftest -> the workspace root
             let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-            manifest.ancestors().nth(2).unwrap_or(manifest).join("target/release")
+            manifest
+                .ancestors()
+                .nth(2)
+                .unwrap_or(manifest)
+                .join("target/release")
         }
     }
 }
@@ -316,18 +331,33 @@ pub struct Case {
 }
 
 const fn ok(args: &'static [&'static str]) -> Case {
-    Case { args, native: Expect::Success }
+    Case {
+        args,
+        native: Expect::Success,
+    }
 }
 
 const fn segv(args: &'static [&'static str]) -> Case {
-    Case { args, native: Expect::Signal(SIGSEGV) }
+    Case {
+        args,
+        native: Expect::Signal(SIGSEGV),
+    }
 }
 
 /// The runs the differential tests make of fixture `name`.
 pub fn cases(name: &str) -> &'static [Case] {
-    const AUXV_DUMP: &[Case] = &[ok(&["first", "two words", "", "--flag=value", "\u{e9}t\u{e9}"]), ok(&[])];
+    const AUXV_DUMP: &[Case] = &[
+        ok(&["first", "two words", "", "--flag=value", "\u{e9}t\u{e9}"]),
+        ok(&[]),
+    ];
     const ENTRY_PROBE: &[Case] = &[ok(&["a", "b"])];
-    const BSS_SCAN: &[Case] = &[ok(&["seq"]), ok(&["sparse"]), ok(&["stride"]), ok(&["backward"]), ok(&["random"])];
+    const BSS_SCAN: &[Case] = &[
+        ok(&["seq"]),
+        ok(&["sparse"]),
+        ok(&["stride"]),
+        ok(&["backward"]),
+        ok(&["random"]),
+    ];
     const FAULT: &[Case] = &[
         segv(&["null"]),
         segv(&["null-write"]),
@@ -354,12 +384,20 @@ pub fn line_diff(a: &[u8], b: &[u8]) -> String {
     let b: Vec<&[u8]> = b.split_inclusive(|&c| c == b'\n').collect();
     let show = |l: &[u8]| {
         let s = String::from_utf8_lossy(l);
-        let s = s.strip_suffix('\n').map(str::to_owned).unwrap_or_else(|| format!("{s}\\ (no newline)"));
+        let s = s
+            .strip_suffix('\n')
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{s}\\ (no newline)"));
         s
     };
     // Trim the common prefix and suffix, then LCS on the middle (bounded).
     let pre = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let suf = a[pre..].iter().rev().zip(b[pre..].iter().rev()).take_while(|(x, y)| x == y).count();
+    let suf = a[pre..]
+        .iter()
+        .rev()
+        .zip(b[pre..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
     let (am, bm) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
     let mut ops: Vec<(char, &[u8])> = Vec::new();
     if am.len().saturating_mul(bm.len()) <= 4_000_000 {
@@ -417,7 +455,10 @@ pub fn line_diff(a: &[u8], b: &[u8]) -> String {
 }
 
 fn quote(args: &[&str]) -> String {
-    args.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Compares one native run with one loader run: `Err` holds a report with the diff
@@ -425,10 +466,15 @@ fn quote(args: &[&str]) -> String {
 pub fn compare(what: &str, native: &Outcome, loaded: &Outcome) -> Result<(), String> {
     let mut problems = Vec::new();
     if loaded.timed_out {
-        problems.push(format!("under the loader it ran longer than {TIMEOUT:?} and was killed"));
+        problems.push(format!(
+            "under the loader it ran longer than {TIMEOUT:?} and was killed"
+        ));
     }
     if native.status != loaded.status {
-        problems.push(format!("status: native {}, under the loader {}", native.status, loaded.status));
+        problems.push(format!(
+            "status: native {}, under the loader {}",
+            native.status, loaded.status
+        ));
     }
     if native.stdout != loaded.stdout {
         problems.push(format!(
@@ -450,7 +496,12 @@ pub fn compare(what: &str, native: &Outcome, loaded: &Outcome) -> Result<(), Str
 /// Runs every case of fixture `name` built as `variant` natively and under
 /// `loader loader_args...`, and returns all mismatches (an empty string if none).
 /// A fixture that does not behave as written natively is also reported.
-pub fn check_fixture(loader: &Path, loader_args: &[&str], name: &str, variant: &str) -> Result<(), String> {
+pub fn check_fixture(
+    loader: &Path,
+    loader_args: &[&str],
+    name: &str,
+    variant: &str,
+) -> Result<(), String> {
     let fx = fixture(name, variant);
     let mut failures = Vec::new();
     for case in cases(name) {

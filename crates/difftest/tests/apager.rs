@@ -23,16 +23,36 @@ fn fixed_address_program_is_refused() {
         assert_eq!(fx.role, Role::Refused);
         seen += 1;
         let native = run_native(fx.path, &[] as &[&str]);
-        assert_eq!(native.status, Status::Code(0), "fixed_addr ({}) must run natively: {native:?}", fx.variant);
+        assert_eq!(
+            native.status,
+            Status::Code(0),
+            "fixed_addr ({}) must run natively: {native:?}",
+            fx.variant
+        );
         assert_eq!(native.stdout, b"fixed_addr: running at 0x3c0000000000\n");
 
         let out = run_under(&apager, &["-q"], fx.path, &[] as &[&str]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status, Status::Code(126), "apager must refuse fixed_addr with 126; stderr: {stderr:?}");
-        assert!(out.stdout.is_empty(), "the refused program must not have run: stdout {:?}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status,
+            Status::Code(126),
+            "apager must refuse fixed_addr with 126; stderr: {stderr:?}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "the refused program must not have run: stdout {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let lines: Vec<&str> = stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "expected a one-line message, got {stderr:?}");
-        assert!(lines[0].contains("overlaps"), "the message must say the program overlaps: {stderr:?}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected a one-line message, got {stderr:?}"
+        );
+        assert!(
+            lines[0].contains("overlaps"),
+            "the message must say the program overlaps: {stderr:?}"
+        );
     }
     assert!(seen > 0, "fixed_addr was not built");
 }

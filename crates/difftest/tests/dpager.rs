@@ -4,7 +4,8 @@
 use difftest::{check_fixture, optional_loader};
 
 fn check(name: &str, variant: &str) {
-    let Some(dpager) = optional_loader("dpager", &format!("{name} ({variant}) under dpager")) else {
+    let Some(dpager) = optional_loader("dpager", &format!("{name} ({variant}) under dpager"))
+    else {
         return;
     };
     if let Err(report) = check_fixture(&dpager, &["-q"], name, variant) {

@@ -15,11 +15,14 @@ const CONFIGS: &[&[&str]] = &[
 ];
 
 fn check(name: &str, variant: &str) {
-    let Some(hpager) = optional_loader("hpager", &format!("{name} ({variant}) under hpager")) else {
+    let Some(hpager) = optional_loader("hpager", &format!("{name} ({variant}) under hpager"))
+    else {
         return;
     };
-    let failures: Vec<String> =
-        CONFIGS.iter().filter_map(|args| check_fixture(&hpager, args, name, variant).err()).collect();
+    let failures: Vec<String> = CONFIGS
+        .iter()
+        .filter_map(|args| check_fixture(&hpager, args, name, variant).err())
+        .collect();
     if !failures.is_empty() {
         panic!("\n{}", failures.join("\n"));
     }
