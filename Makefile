@@ -9,7 +9,7 @@ DEMO := target/demo
 # target/release with everything else.
 LOADERS := --manifest-path crates/loaders/Cargo.toml --target-dir target
 
-.PHONY: all loaders demo test bench clean
+.PHONY: all loaders demo test bench bench-full fuzz-check fuzz clean
 
 all: loaders
 	$(CARGO) build --release --workspace
@@ -46,8 +46,21 @@ test: loaders
 	$(CARGO) test $(LOADERS)
 	$(CARGO) test --workspace
 
+# Benchmarks (timings never run in `make test`): results in target/bench, method in docs/benchmarks.md.
 bench: all
 	$(CARGO) run --release -p uexec-bench -- --quick
+
+bench-full: all
+	$(CARGO) run --release -p uexec-bench
+	$(CARGO) bench -p objload --bench relocs
+	$(CARGO) bench -p objtools --bench startup
+
+# The ELF-header fuzz target: a stable-toolchain quick check, or libFuzzer with nightly + cargo-fuzz.
+fuzz-check:
+	cd fuzz && $(CARGO) test --release --no-default-features && $(CARGO) run --release --no-default-features --bin quickcheck -- 1000000
+
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run -O elf_headers corpus/elf_headers -- -max_len=8192 -max_total_time=300
 
 clean:
 	$(CARGO) clean

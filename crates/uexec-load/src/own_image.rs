@@ -34,7 +34,8 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
         return Err(Errno::NOENT);
     };
     // SAFETY: AT_PHDR and AT_PHNUM describe the loader's own program headers, mapped for its lifetime.
-    let phdrs = unsafe { core::slice::from_raw_parts(phdr as *const ProgramHeader64<LE>, phnum as usize) };
+    let phdrs =
+        unsafe { core::slice::from_raw_parts(phdr as *const ProgramHeader64<LE>, phnum as usize) };
     let bias = phdrs
         .iter()
         .find(|p| p.p_type.get(LE) == PT_PHDR)
@@ -42,7 +43,10 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
     let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
     let range = |p: &ProgramHeader64<LE>| {
         let start = p.p_vaddr.get(LE).wrapping_add(bias);
-        (page_down(start), page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX))
+        (
+            page_down(start),
+            page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX),
+        )
     };
     let low = loads().map(|p| range(p).0).min().ok_or(Errno::NOENT)?;
     let high = loads().map(|p| range(p).1).max().ok_or(Errno::NOENT)?;
@@ -77,7 +81,10 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
         if flags & object::elf::PF_X != 0 {
             prot |= MprotectFlags::EXEC;
         }
-        let at = copy.cast::<u8>().wrapping_add((start - low) as usize).cast::<c_void>();
+        let at = copy
+            .cast::<u8>()
+            .wrapping_add((start - low) as usize)
+            .cast::<c_void>();
         // SAFETY: a part of the copy made above.
         unsafe { rustix::mm::mprotect(at, (end - start) as usize, prot) }?;
     }
