@@ -215,6 +215,7 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         startup,
         randomize: rt::kernel_randomizes(),
         laziness,
+        loader_stays: keeps_log,
     };
     let result = if options.quiet {
         uexec_load::load(request, &mut Quiet)

@@ -2,16 +2,18 @@
 //! them, build the stack, and give the process the program's break, command line and name.
 
 use core::ffi::{c_void, CStr};
-use rustix::fd::AsRawFd;
+use rustix::fd::{AsRawFd, IntoRawFd};
 use rustix::mm::{MapFlags, ProtFlags};
-use rustix::process::{PrctlMmMap, Resource};
+use rustix::process::Resource;
 use uexec_elf::{
     page_down, page_up, FileHeader, Image, Kind, Prot, ET_DYN_BASE, MAX_INTERP_PATH, PAGE_SIZE,
 };
 
 use crate::error::{InterpreterError, LoadError};
 use crate::file::{ElfFile, OpenError};
+use crate::handover::{MmMap, Release};
 use crate::map::{map_image, Laziness, MapEvent, Mapped, Observer, Placement, Role, Source, Who};
+use crate::own_image;
 use crate::stack::{self, at, ProgramAux, StackContents, StackLayout};
 use crate::startup::Startup;
 
@@ -42,6 +44,9 @@ pub struct Request<'a, A, E> {
     pub randomize: bool,
     /// Which of the program's pages to leave for a demand pager (the interpreter is always mapped whole).
     pub laziness: Laziness,
+    /// Whether the loader's own code must keep running after the jump (the pagers' fault handlers do).
+    /// If not (apager), the loader unmaps itself on the way out ([`Ready::release`]).
+    pub loader_stays: bool,
 }
 
 /// A process ready to start.
@@ -54,6 +59,9 @@ pub struct Ready {
     /// The program's validated headers, for a pager to build its region table from.
     pub image: Image,
     pub interpreter: Option<Mapped>,
+    /// For a loader that does not stay: what to give up at the jump
+    /// ([`crate::handover::jump_releasing`]).
+    pub release: Option<Release>,
 }
 
 fn program_error(error: OpenError) -> LoadError {
@@ -212,20 +220,43 @@ where
         (_, _, false) => page_up(mapped.end).unwrap_or(mapped.end),
     };
     let brk = brk_base + dice.brk;
-    set_mm_map(&program, &mapped, &layout, brk, request.startup);
+    let map = mm_map(&program, &mapped, &layout, brk);
     set_comm(request.execfn);
 
     let entry = interp_mapped.map_or(mapped.entry, |m| m.entry);
     // Dropping the files closes them: the program's first open() returns the lowest free descriptor.
     drop(interpreter);
     let image = program.image.clone();
-    drop(program);
+    let release = match (
+        request.loader_stays,
+        map,
+        own_image::span(request.startup),
+        old_stack(request.startup),
+    ) {
+        (false, Some(map), Some(image), Some(old_stack)) => {
+            // The descriptor stays open for PR_SET_MM_MAP's exe_fd; the trampoline closes it.
+            let fd = program.into_fd().into_raw_fd() as u32;
+            Some(Release {
+                image,
+                old_stack,
+                map: MmMap { exe_fd: fd, ..map },
+            })
+        }
+        (_, map, _, _) => {
+            if let Some(map) = map {
+                set_mm_map(&program, map, request.startup);
+            }
+            drop(program);
+            None
+        }
+    };
     Ok(Ready {
         image,
         entry,
         stack: layout,
         program: mapped,
         interpreter: interp_mapped,
+        release,
     })
 }
 
@@ -322,26 +353,13 @@ fn map_stack(
     Ok((mem, stack + size))
 }
 
-/// Gives the process the program's code, data, break, argument, environment and auxv addresses, as
-/// `/proc/PID/{stat,cmdline,environ,auxv}` and `brk()` see them. `PR_SET_MM_MAP` needs no privilege; if
-/// the kernel refuses anyway, the program still runs, with the loader's break.
-///
-/// It also points `/proc/PID/exe` at the program when the kernel allows it (a caller capable of
-/// checkpoint/restore): the first attempt fails with `EBUSY` while the loader's own file is mapped, so the
-/// loader then lets go of it ([`crate::own_image::detach_from_file`]) and tries again. Without the
-/// capability the link keeps naming the loader.
-fn set_mm_map(
-    program: &ElfFile,
-    mapped: &Mapped,
-    layout: &StackLayout,
-    brk: u64,
-    startup: &Startup,
-) {
-    let Some(ranges) = program.image.code_and_data() else {
-        return;
-    };
+/// The program's code, data, break, argument, environment and auxv addresses, as `/proc/PID/{stat,
+/// cmdline,environ,auxv}` and `brk()` see them, for `PR_SET_MM_MAP` (which needs no privilege).
+/// `None` for an image without executable segments, which the kernel would refuse.
+fn mm_map(program: &ElfFile, mapped: &Mapped, layout: &StackLayout, brk: u64) -> Option<MmMap> {
+    let ranges = program.image.code_and_data()?;
     let bias = mapped.bias;
-    let map = PrctlMmMap {
+    Some(MmMap {
         start_code: ranges.start_code.wrapping_add(bias),
         end_code: ranges.end_code.wrapping_add(bias),
         start_data: ranges.start_data.wrapping_add(bias),
@@ -353,24 +371,65 @@ fn set_mm_map(
         arg_end: layout.arg_end,
         env_start: layout.env_start,
         env_end: layout.env_end,
-        auxv: layout.auxv as *mut u64,
+        auxv: layout.auxv,
         auxv_size: layout.auxv_len as u32,
-        exe_fd: program.fd().as_raw_fd(),
+        exe_fd: u32::MAX,
+    })
+}
+
+/// Applies `map` now, for a loader that stays. It also points `/proc/PID/exe` at the program when the
+/// kernel allows it (a caller capable of checkpoint/restore): the first attempt fails with `EBUSY`
+/// while the loader's own file is mapped, so the loader then lets go of it
+/// ([`own_image::detach_from_file`]) and tries again. Without the capability the link keeps naming the
+/// loader; if the kernel refuses the rest too, the program still runs, with the loader's break.
+fn set_mm_map(program: &ElfFile, map: MmMap, startup: &Startup) {
+    let configure = |map: &MmMap| {
+        // SAFETY: every address describes memory of the new process image; the kernel copies the auxv
+        // and does not keep the pointer.
+        unsafe { sys_prctl_mm_map(map) }
     };
-    // SAFETY (all three calls): every address describes memory of the new process image built above; the
-    // kernel copies the auxv and does not keep the pointer.
-    let configure =
-        |map: &PrctlMmMap| unsafe { rustix::process::configure_virtual_memory_map(map) };
-    match configure(&map) {
-        Ok(()) => return,
-        Err(rustix::io::Errno::BUSY) if crate::own_image::detach_from_file(startup).is_ok() => {
-            if configure(&map).is_ok() {
+    let with_exe = MmMap {
+        exe_fd: program.fd().as_raw_fd() as u32,
+        ..map
+    };
+    match configure(&with_exe) {
+        0 => return,
+        EBUSY if own_image::detach_from_file(startup).is_ok() => {
+            if configure(&with_exe) == 0 {
                 return;
             }
         }
-        Err(_) => {}
+        _ => {}
     }
-    let _ = configure(&PrctlMmMap { exe_fd: -1, ..map });
+    let _ = configure(&map);
+}
+
+const EBUSY: i64 = -16;
+
+/// `prctl(PR_SET_MM, PR_SET_MM_MAP, map, sizeof *map, 0)`.
+///
+/// # Safety
+///
+/// The addresses in `map` must describe the current process's new image.
+unsafe fn sys_prctl_mm_map(map: &MmMap) -> i64 {
+    let ret: i64;
+    // SAFETY: per the contract; rcx and r11 are clobbered by `syscall`.
+    unsafe {
+        core::arch::asm!("syscall", inlateout("rax") 157i64 => ret, in("rdi") 35u64, in("rsi") 14u64,
+            in("rdx") map as *const MmMap, in("r10") core::mem::size_of::<MmMap>(), in("r8") 0u64,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+/// The stack the kernel gave the loader: it ends 8 bytes after the loader's AT_EXECFN string, and nothing
+/// else is mapped within the 8 MiB below that (the kernel keeps the mmap area at least 128 MiB away).
+fn old_stack(startup: &Startup) -> Option<(u64, u64)> {
+    const WINDOW: u64 = 8 << 20;
+    let execfn = startup.aux_str(at::EXECFN)?;
+    let end = execfn.as_ptr() as u64 + execfn.to_bytes_with_nul().len() as u64 + 8;
+    let top = page_up(end)?;
+    Some((top - WINDOW, WINDOW))
 }
 
 /// Names the process after the program, as `begin_new_exec` does (`/proc/PID/comm`).

@@ -65,6 +65,11 @@ impl ElfFile {
         Ok(Self { fd, size, image })
     }
 
+    /// Gives up the file, keeping its descriptor open.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// The descriptor, for mapping.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

@@ -72,3 +72,206 @@ pub unsafe fn jump(entry: u64, sp: u64) -> ! {
         )
     }
 }
+
+/// The kernel's `struct prctl_mm_map` (`include/uapi/linux/prctl.h`).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct MmMap {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub auxv: u64,
+    pub auxv_size: u32,
+    pub exe_fd: u32,
+}
+
+/// What the loader gives up on its way out (apager): its own image and stack are unmapped, the
+/// program's `/proc` view is set with `exe_fd` naming the program when the kernel allows it (else
+/// without), and the program's descriptor is closed. All of it is done by a trampoline copied to a page
+/// of its own, since the code doing it is unmapped on the way.
+#[derive(Copy, Clone, Debug)]
+pub struct Release {
+    /// The loader's image `[start, start + len)`.
+    pub image: (u64, u64),
+    /// The stack the kernel gave the loader.
+    pub old_stack: (u64, u64),
+    /// The `/proc` view; `exe_fd` is the program's descriptor.
+    pub map: MmMap,
+}
+
+/// Layout of the trampoline's data block (see `release_trampoline`).
+mod slot {
+    pub const ENTRY: usize = 0;
+    pub const MXCSR: usize = 8;
+    pub const MAP_WITH_EXE: usize = 16;
+    pub const MAP_WITHOUT_EXE: usize = 120;
+    pub const IMAGE: usize = 224;
+    pub const OLD_STACK: usize = 240;
+    pub const EXE_FD: usize = 256;
+    pub const SIZE: usize = 264;
+}
+
+unsafe extern "C" {
+    /// The trampoline's data block and its end, labels inside `release_trampoline`.
+    static uexec_trampoline_data: u8;
+    static uexec_trampoline_end: u8;
+}
+
+/// Position-independent code, copied to a fresh page before it runs: everything it reads is in its own
+/// data block, addressed relative to `rip`. Entered with the program's stack pointer in `rdi`.
+#[unsafe(naked)]
+unsafe extern "C" fn release_trampoline() {
+    core::arch::naked_asm!(
+        "jmp 2f",
+        ".balign 8",
+        ".globl uexec_trampoline_data",
+        "uexec_trampoline_data:",
+        ".zero 264", // filled in by jump_releasing (see `slot`)
+        "2:",
+        "mov rsp, rdi", // the program's stack from here on
+        "mov eax, 11",  // munmap(loader image)
+        "mov rdi, [rip + uexec_trampoline_data + 224]",
+        "mov rsi, [rip + uexec_trampoline_data + 232]",
+        "syscall",
+        "mov eax, 11", // munmap(loader's stack)
+        "mov rdi, [rip + uexec_trampoline_data + 240]",
+        "mov rsi, [rip + uexec_trampoline_data + 248]",
+        "syscall",
+        "mov eax, 157", // prctl(PR_SET_MM, PR_SET_MM_MAP, &map, 104, 0)
+        "mov edi, 35",
+        "mov esi, 14",
+        "lea rdx, [rip + uexec_trampoline_data + 16]",
+        "mov r10d, 104",
+        "xor r8d, r8d",
+        "syscall",
+        "test rax, rax",
+        "jz 3f",
+        "mov eax, 157", // not allowed to set exe: the rest alone
+        "mov edi, 35",
+        "mov esi, 14",
+        "lea rdx, [rip + uexec_trampoline_data + 120]",
+        "mov r10d, 104",
+        "xor r8d, r8d",
+        "syscall",
+        "3:",
+        "mov eax, 3", // close(the program's descriptor)
+        "mov rdi, [rip + uexec_trampoline_data + 256]",
+        "syscall",
+        "fninit",
+        "ldmxcsr [rip + uexec_trampoline_data + 8]",
+        "pxor xmm0, xmm0",
+        "pxor xmm1, xmm1",
+        "pxor xmm2, xmm2",
+        "pxor xmm3, xmm3",
+        "pxor xmm4, xmm4",
+        "pxor xmm5, xmm5",
+        "pxor xmm6, xmm6",
+        "pxor xmm7, xmm7",
+        "pxor xmm8, xmm8",
+        "pxor xmm9, xmm9",
+        "pxor xmm10, xmm10",
+        "pxor xmm11, xmm11",
+        "pxor xmm12, xmm12",
+        "pxor xmm13, xmm13",
+        "pxor xmm14, xmm14",
+        "pxor xmm15, xmm15",
+        "xor eax, eax",
+        "xor ebx, ebx",
+        "xor ecx, ecx",
+        "xor edx, edx",
+        "xor esi, esi",
+        "xor edi, edi",
+        "xor ebp, ebp",
+        "xor r8d, r8d",
+        "xor r9d, r9d",
+        "xor r10d, r10d",
+        "xor r11d, r11d",
+        "xor r12d, r12d",
+        "xor r13d, r13d",
+        "xor r14d, r14d",
+        "xor r15d, r15d",
+        "push rax",
+        "popfq",
+        "jmp qword ptr [rip + uexec_trampoline_data]",
+        ".globl uexec_trampoline_end",
+        "uexec_trampoline_end:",
+    )
+}
+
+/// Like [`jump`], but first gives up the loader itself as [`Release`] describes, so that nothing of the
+/// loader's stays in the process but the one page of the trampoline.
+///
+/// # Safety
+///
+/// As for [`jump`]; besides, nothing of the loader's image or original stack may be needed by the
+/// program (apager: its code never runs again), and `release.map.exe_fd` must be an open descriptor
+/// the trampoline may close.
+pub unsafe fn jump_releasing(entry: u64, sp: u64, release: &Release) -> ! {
+    let start = release_trampoline as *const () as usize;
+    let data = core::ptr::addr_of!(uexec_trampoline_data) as usize;
+    let end = core::ptr::addr_of!(uexec_trampoline_end) as usize;
+    let len = end - start;
+    let page = uexec_elf::PAGE_SIZE as usize;
+    // SAFETY: a fresh anonymous page; without MAP_FIXED the kernel picks an unused range.
+    let tramp = unsafe {
+        rustix::mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            page,
+            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+            rustix::mm::MapFlags::PRIVATE,
+        )
+    };
+    let Ok(tramp) = tramp else {
+        // No page for the trampoline: keep the loader mapped and go the plain way.
+        // SAFETY: per this function's contract, which includes jump's.
+        unsafe { jump(entry, sp) }
+    };
+    let tramp = tramp.cast::<u8>();
+    let offset = data - start;
+    let without = MmMap {
+        exe_fd: u32::MAX,
+        ..release.map
+    };
+    // SAFETY: the code is `len` bytes of this binary's text (len < a page: a few hundred bytes), copied
+    // into the fresh writable page; the data block lies inside the copy at `offset`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(start as *const u8, tramp, len.min(page));
+        let put = |at: usize, bytes: &[u8]| {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), tramp.add(offset + at), bytes.len())
+        };
+        put(slot::ENTRY, &entry.to_ne_bytes());
+        put(slot::MXCSR, &u64::from(MXCSR_INIT).to_ne_bytes());
+        put(slot::MAP_WITH_EXE, as_bytes(&release.map));
+        put(slot::MAP_WITHOUT_EXE, as_bytes(&without));
+        put(slot::IMAGE, &release.image.0.to_ne_bytes());
+        put(slot::IMAGE + 8, &release.image.1.to_ne_bytes());
+        put(slot::OLD_STACK, &release.old_stack.0.to_ne_bytes());
+        put(slot::OLD_STACK + 8, &release.old_stack.1.to_ne_bytes());
+        put(slot::EXE_FD, &u64::from(release.map.exe_fd).to_ne_bytes());
+        let _ = slot::SIZE;
+        let rx = rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC;
+        if rustix::mm::mprotect(tramp.cast(), page, rx).is_err() {
+            jump(entry, sp)
+        }
+        let target: extern "C" fn(u64) -> ! = core::mem::transmute(tramp);
+        target(sp)
+    }
+}
+
+fn as_bytes(map: &MmMap) -> &[u8] {
+    // SAFETY: MmMap is repr(C), 104 bytes of plain integers with no padding.
+    unsafe {
+        core::slice::from_raw_parts(
+            map as *const MmMap as *const u8,
+            core::mem::size_of::<MmMap>(),
+        )
+    }
+}

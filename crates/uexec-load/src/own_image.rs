@@ -30,16 +30,11 @@ const AT_PHNUM: u64 = 5;
 /// mapping takes the copy of the whole span, each segment's part gets its protection, and one `mremap`
 /// swaps it in: five system calls and no page faults.
 pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
-    let (Some(phdr), Some(phnum)) = (startup.aux(AT_PHDR), startup.aux(AT_PHNUM)) else {
-        return Err(Errno::NOENT);
-    };
-    // SAFETY: AT_PHDR and AT_PHNUM describe the loader's own program headers, mapped for its lifetime.
-    let phdrs =
-        unsafe { core::slice::from_raw_parts(phdr as *const ProgramHeader64<LE>, phnum as usize) };
-    let bias = phdrs
-        .iter()
-        .find(|p| p.p_type.get(LE) == PT_PHDR)
-        .map_or(0, |p| phdr.wrapping_sub(p.p_vaddr.get(LE)));
+    let (low, high) = span(startup)
+        .map(|(start, len)| (start, start + len))
+        .ok_or(Errno::NOENT)?;
+    let phdrs = own_phdrs(startup).ok_or(Errno::NOENT)?;
+    let bias = own_bias(startup, phdrs);
     let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
     let range = |p: &ProgramHeader64<LE>| {
         let start = p.p_vaddr.get(LE).wrapping_add(bias);
@@ -48,13 +43,59 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
             page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX),
         )
     };
-    let low = loads().map(|p| range(p).0).min().ok_or(Errno::NOENT)?;
-    let high = loads().map(|p| range(p).1).max().ok_or(Errno::NOENT)?;
     // Every page of the span must belong to a segment, or the copy would map what was a hole.
     let covered: u64 = loads().map(|p| range(p).1 - range(p).0).sum();
     if covered != high - low {
         return Err(Errno::INVAL);
     }
+    detach_span(phdrs, bias, low, high)
+}
+
+fn own_phdrs(startup: &Startup) -> Option<&'static [ProgramHeader64<LE>]> {
+    let (phdr, phnum) = (startup.aux(AT_PHDR)?, startup.aux(AT_PHNUM)?);
+    // SAFETY: AT_PHDR and AT_PHNUM describe the loader's own program headers, mapped for its lifetime.
+    Some(unsafe { core::slice::from_raw_parts(phdr as *const ProgramHeader64<LE>, phnum as usize) })
+}
+
+fn own_bias(startup: &Startup, phdrs: &[ProgramHeader64<LE>]) -> u64 {
+    let phdr = startup.aux(AT_PHDR).unwrap_or(0);
+    phdrs
+        .iter()
+        .find(|p| p.p_type.get(LE) == PT_PHDR)
+        .map_or(0, |p| phdr.wrapping_sub(p.p_vaddr.get(LE)))
+}
+
+/// The page range `(start, len)` the loader's own segments cover.
+pub fn span(startup: &Startup) -> Option<(u64, u64)> {
+    let phdrs = own_phdrs(startup)?;
+    let bias = own_bias(startup, phdrs);
+    let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
+    let low = loads()
+        .map(|p| page_down(p.p_vaddr.get(LE).wrapping_add(bias)))
+        .min()?;
+    let high = loads()
+        .map(|p| {
+            page_up(
+                p.p_vaddr
+                    .get(LE)
+                    .wrapping_add(bias)
+                    .wrapping_add(p.p_memsz.get(LE)),
+            )
+            .unwrap_or(u64::MAX)
+        })
+        .max()?;
+    Some((low, high - low))
+}
+
+fn detach_span(phdrs: &[ProgramHeader64<LE>], bias: u64, low: u64, high: u64) -> Result<(), Errno> {
+    let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
+    let range = |p: &ProgramHeader64<LE>| {
+        let start = p.p_vaddr.get(LE).wrapping_add(bias);
+        (
+            page_down(start),
+            page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX),
+        )
+    };
     let len = (high - low) as usize;
     // SAFETY: a fresh anonymous mapping, populated so the copy below takes no faults.
     let copy = unsafe {

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+use loaders::uexec_load::handover::{jump, jump_releasing};
 use loaders::uexec_load::Laziness;
 use loaders::{run, Outcome, Tool};
 
@@ -14,11 +15,16 @@ fn main(startup: &loaders::uexec_load::Startup) -> i32 {
         pager: false,
         predicts: false,
     };
-    match run(tool, startup) {
-        // SAFETY: `run` returned a fully built process and closed every descriptor it opened.
-        Outcome::Start(s) => unsafe {
-            loaders::uexec_load::handover::jump(s.ready.entry, s.ready.stack.sp)
-        },
-        Outcome::Exit(status) => status,
+    let ready = match run(tool, startup) {
+        Outcome::Start(s) => s.ready,
+        Outcome::Exit(status) => return status,
+    };
+    // SAFETY: `run` returned a fully built process and closed every descriptor it opened but the
+    // program's, which the release closes; apager's own code never runs again, so it may unmap itself.
+    unsafe {
+        match &ready.release {
+            Some(release) => jump_releasing(ready.entry, ready.stack.sp, release),
+            None => jump(ready.entry, ready.stack.sp),
+        }
     }
 }
