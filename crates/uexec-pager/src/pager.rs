@@ -229,9 +229,62 @@ pub unsafe fn install(
         }
     }
     let alt_stack = install_handler()?;
-    let (low, high) = (low.wrapping_add(bias), high.wrapping_add(bias));
+    let ranges = trap_ranges(&state_table_regions());
     // SAFETY: still single-threaded set-up, after the pager state exists.
-    unsafe { crate::trap::install(low, high, alt_stack, config.stats) }.map_err(SetupError::Signal)
+    unsafe { crate::trap::install(ranges.get(), alt_stack, config.stats) }
+        .map_err(SetupError::Signal)
+}
+
+fn state_table_regions() -> &'static [Region] {
+    table().map_or(&[], |t| t.regions())
+}
+
+/// Up to [`crate::trap::MAX_RANGES`] address ranges, for the seccomp filter's argument checks.
+struct Ranges {
+    list: [(u64, u64); crate::trap::MAX_RANGES],
+    len: usize,
+}
+
+impl Ranges {
+    fn get(&self) -> &[(u64, u64)] {
+        self.list.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// The lazily mapped regions the kernel may be handed pointers into: all but executable ones (a call
+/// rarely passes a pointer into code), adjacent ones joined; if there are still too many, the closest are
+/// merged, which only traps a little more than needed.
+fn trap_ranges(regions: &[Region]) -> Ranges {
+    let mut out = Ranges {
+        list: [(0, 0); crate::trap::MAX_RANGES],
+        len: 0,
+    };
+    let mut pending: Option<(u64, u64)> = None;
+    let push = |out: &mut Ranges, r: (u64, u64)| {
+        if out.len == out.list.len() {
+            // Full: extend the last range over this one.
+            if let Some(last) = out.list.last_mut() {
+                last.1 = r.1;
+            }
+        } else if let Some(slot) = out.list.get_mut(out.len) {
+            *slot = r;
+            out.len += 1;
+        }
+    };
+    for r in regions.iter().filter(|r| r.prot & 4 == 0) {
+        pending = match pending {
+            Some((start, end)) if end == r.start => Some((start, r.end)),
+            Some(done) => {
+                push(&mut out, done);
+                Some((r.start, r.end))
+            }
+            None => Some((r.start, r.end)),
+        };
+    }
+    if let Some(done) = pending {
+        push(&mut out, done);
+    }
+    out
 }
 
 fn map_anon(len: usize) -> Result<*mut c_void, SetupError> {

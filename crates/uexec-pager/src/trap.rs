@@ -45,7 +45,6 @@ mod nr {
     pub const MUNMAP: u64 = 11;
     pub const RT_SIGACTION: u64 = 13;
     pub const RT_SIGPROCMASK: u64 = 14;
-    pub const RT_SIGRETURN: u64 = 15;
     pub const PREAD64: u64 = 17;
     pub const PWRITE64: u64 = 18;
     pub const READV: u64 = 19;
@@ -53,10 +52,6 @@ mod nr {
     pub const PIPE: u64 = 22;
     pub const MREMAP: u64 = 25;
     pub const MADVISE: u64 = 28;
-    pub const CLONE: u64 = 56;
-    pub const FORK: u64 = 57;
-    pub const VFORK: u64 = 58;
-    pub const EXIT: u64 = 60;
     pub const GETCWD: u64 = 79;
     pub const READLINK: u64 = 89;
     pub const SIGALTSTACK: u64 = 131;
@@ -68,7 +63,6 @@ mod nr {
     pub const GETRANDOM: u64 = 318;
     pub const STATX: u64 = 332;
     pub const PKEY_MPROTECT: u64 = 329;
-    pub const CLONE3: u64 = 435;
     pub const EXECVE: u64 = 59;
     pub const EXECVEAT: u64 = 322;
 }
@@ -99,7 +93,7 @@ const fn data_arg_low(i: u32) -> u32 {
     16 + 8 * i
 }
 
-const MAX_INSNS: usize = 64;
+const MAX_INSNS: usize = 320;
 
 /// Where a conditional jump goes.
 #[derive(Copy, Clone)]
@@ -109,13 +103,19 @@ enum To {
     Skip(u8),
     Trap,
     Allow,
+    /// A label placed with [`Program::label`] (forward jumps only).
+    Label(usize),
 }
+
+/// Most ranges the filter checks arguments against.
+pub const MAX_RANGES: usize = 4;
 
 /// A straight-line filter program with two exits at its end: `TRAP` then `ALLOW`.
 struct Program {
     insns: [Insn; MAX_INSNS],
     targets: [(To, To); MAX_INSNS],
     len: usize,
+    labels: [usize; 8],
 }
 
 impl Program {
@@ -129,6 +129,13 @@ impl Program {
             }; MAX_INSNS],
             targets: [(To::Next, To::Next); MAX_INSNS],
             len: 0,
+            labels: [0; 8],
+        }
+    }
+
+    fn label(&mut self, id: usize) {
+        if let Some(slot) = self.labels.get_mut(id) {
+            *slot = self.len;
         }
     }
 
@@ -154,6 +161,8 @@ impl Program {
     /// Appends the two exits and turns the symbolic jump targets into offsets.
     fn finish(&mut self) -> &[Insn] {
         let trap = self.len;
+        let labels = self.labels;
+        let mut too_far = false;
         for (i, (insn, targets)) in self
             .insns
             .iter_mut()
@@ -161,16 +170,24 @@ impl Program {
             .enumerate()
             .take(trap)
         {
-            let resolve = |t: To| -> u8 {
-                match t {
+            let mut resolve = |t: To| -> u8 {
+                let offset = match t {
                     To::Next => 0,
-                    To::Skip(n) => n,
-                    To::Trap => (trap - i - 1) as u8,
-                    To::Allow => (trap - i) as u8,
-                }
+                    To::Skip(n) => usize::from(n),
+                    To::Trap => trap - i - 1,
+                    To::Allow => trap - i,
+                    To::Label(id) => labels.get(id).map_or(0, |&at| at.saturating_sub(i + 1)),
+                };
+                too_far |= offset > usize::from(u8::MAX);
+                offset as u8
             };
             insn.jt = resolve(targets.0);
             insn.jf = resolve(targets.1);
+        }
+        if too_far {
+            // A jump that does not fit in 8 bits: refuse to build a filter that would misbehave.
+            self.len = 0;
+            return &[];
         }
         self.emit(RET, SECCOMP_RET_TRAP, To::Next, To::Next);
         self.emit(RET, SECCOMP_RET_ALLOW, To::Next, To::Next);
@@ -178,23 +195,117 @@ impl Program {
     }
 }
 
-/// Builds the filter for an image spanning `[low, high)`.
-fn build_filter(program: &mut Program, low: u64, high: u64, trap_exit: bool) {
+/// The calls that take pointers the kernel dereferences, with how many leading arguments to check (the
+/// highest pointer argument's position + 1). Calls not listed are never trapped for their arguments:
+/// an image page they alone would touch first gets EFAULT (none of the common ones).
+const POINTER_CALLS: &[(u64, usize)] = &[
+    (0, 2),   // read(fd, buf, n)
+    (1, 2),   // write
+    (17, 2),  // pread64
+    (18, 2),  // pwrite64
+    (19, 2),  // readv(fd, iov, n)
+    (20, 2),  // writev
+    (202, 1), // futex(uaddr, ...)
+    (2, 1),   // open(path)
+    (257, 2), // openat(dirfd, path)
+    (4, 2),   // stat(path, buf)
+    (5, 2),   // fstat(fd, buf)
+    (6, 2),   // lstat
+    (262, 3), // newfstatat(dirfd, path, buf)
+    (332, 5), // statx(dirfd, path, flags, mask, buf)
+    (21, 1),  // access
+    (269, 2), // faccessat
+    (439, 2), // faccessat2
+    (22, 1),  // pipe
+    (293, 1), // pipe2
+    (7, 1),   // poll(fds)
+    (271, 4), // ppoll(fds, n, ts, mask)
+    (23, 5),  // select
+    (270, 6), // pselect6
+    (35, 2),  // nanosleep(req, rem)
+    (230, 4), // clock_nanosleep(clock, flags, req, rem)
+    (228, 2), // clock_gettime(clock, ts)
+    (229, 2), // clock_getres
+    (96, 2),  // gettimeofday
+    (201, 1), // time
+    (63, 1),  // uname
+    (79, 1),  // getcwd
+    (80, 1),  // chdir
+    (89, 2),  // readlink(path, buf)
+    (267, 3), // readlinkat(dirfd, path, buf)
+    (217, 2), // getdents64(fd, buf)
+    (78, 2),  // getdents
+    (82, 2),  // rename
+    (264, 4), // renameat
+    (316, 4), // renameat2
+    (83, 1),  // mkdir
+    (258, 2), // mkdirat
+    (84, 1),  // rmdir
+    (87, 1),  // unlink
+    (263, 2), // unlinkat
+    (86, 2),  // link
+    (265, 4), // linkat
+    (88, 2),  // symlink
+    (266, 3), // symlinkat
+    (90, 1),  // chmod
+    (268, 2), // fchmodat
+    (92, 1),  // chown
+    (260, 2), // fchownat
+    (280, 3), // utimensat
+    (137, 2), // statfs
+    (138, 2), // fstatfs
+    (16, 3),  // ioctl(fd, req, arg)
+    (72, 3),  // fcntl(fd, cmd, arg)
+    (97, 2),  // getrlimit
+    (160, 2), // setrlimit
+    (302, 4), // prlimit64(pid, res, new, old)
+    (98, 2),  // getrusage
+    (99, 1),  // sysinfo
+    (100, 1), // times
+    (61, 4),  // wait4(pid, status, options, rusage)
+    (247, 4), // waitid
+    (318, 1), // getrandom
+    (42, 2),  // connect
+    (43, 3),  // accept
+    (288, 3), // accept4
+    (49, 2),  // bind
+    (44, 5),  // sendto
+    (45, 6),  // recvfrom
+    (46, 2),  // sendmsg
+    (47, 2),  // recvmsg
+    (51, 3),  // getsockname
+    (52, 3),  // getpeername
+    (53, 4),  // socketpair
+    (54, 4),  // setsockopt
+    (55, 5),  // getsockopt
+    (232, 2), // epoll_wait
+    (281, 2), // epoll_pwait
+    (233, 4), // epoll_ctl
+    (40, 3),  // sendfile(out, in, offset)
+    (127, 1), // rt_sigpending
+    (128, 3), // rt_sigtimedwait
+    (130, 1), // rt_sigsuspend
+    (36, 2),  // getitimer
+    (38, 3),  // setitimer
+    (9, 1),   // mmap(addr): the program takes over image pages
+    (10, 1),  // mprotect
+    (11, 1),  // munmap
+    (25, 1),  // mremap
+    (28, 1),  // madvise
+    (329, 1), // pkey_mprotect
+];
+
+/// Label ids: `CHECK + k` checks arguments k-1 down to 0.
+const CHECK: usize = 0;
+
+/// Builds the filter: calls from the loader are allowed; some calls are always trapped; the calls in
+/// [`POINTER_CALLS`] are trapped when one of their pointer arguments lies in one of `ranges`.
+fn build_filter(program: &mut Program, ranges: &[(u64, u64)], trap_exit: bool) {
     program.load(DATA_ARCH);
     program.emit(JEQ, AUDIT_ARCH_X86_64, To::Next, To::Allow);
     program.load(DATA_IP_HIGH);
     program.emit(JEQ, LOADER_IP_HIGH, To::Allow, To::Next);
     program.load(DATA_NR);
-    for never in [
-        nr::RT_SIGRETURN,
-        nr::CLONE,
-        nr::FORK,
-        nr::VFORK,
-        nr::CLONE3,
-        nr::EXIT,
-    ] {
-        program.emit(JEQ, never as u32, To::Allow, To::Next);
-    }
     for always in [
         nr::RT_SIGACTION,
         nr::RT_SIGPROCMASK,
@@ -207,23 +318,37 @@ fn build_filter(program: &mut Program, low: u64, high: u64, trap_exit: bool) {
     if trap_exit {
         program.emit(JEQ, nr::EXIT_GROUP as u32, To::Trap, To::Next);
     }
-    let last = high.saturating_sub(1);
-    let (low_hi, low_lo) = ((low >> 32) as u32, low as u32);
-    let (high_hi, high_lo) = ((last >> 32) as u32, last as u32);
-    for arg in 0..6 {
-        program.load(data_arg_low(arg) + 4);
-        if low_hi == high_hi {
-            // Trap if the upper half is the image's and low_lo <= lower half <= high_lo.
-            program.emit(JEQ, low_hi, To::Next, To::Skip(3));
-            program.load(data_arg_low(arg));
-            program.emit(JGE, low_lo, To::Next, To::Skip(1));
-            program.emit(JGT, high_lo, To::Next, To::Trap);
-        } else {
-            // The span crosses a 4 GiB boundary: judge by the upper half alone (over-approximating).
-            program.emit(JGE, low_hi, To::Next, To::Skip(1));
-            program.emit(JGT, high_hi, To::Next, To::Trap);
+    if !ranges.is_empty() {
+        for &(call, k) in POINTER_CALLS {
+            program.emit(JEQ, call as u32, To::Label(CHECK + k.min(6)), To::Next);
         }
     }
+    program.emit(RET, SECCOMP_RET_ALLOW, To::Next, To::Next);
+    if ranges.is_empty() {
+        return;
+    }
+    for arg in (0..6u32).rev() {
+        program.label(CHECK + arg as usize + 1);
+        for &(low, high) in ranges {
+            let last = high.saturating_sub(1);
+            let (low_hi, low_lo) = ((low >> 32) as u32, low as u32);
+            let (high_hi, high_lo) = ((last >> 32) as u32, last as u32);
+            program.load(data_arg_low(arg) + 4);
+            if low_hi == high_hi {
+                // Trap if the upper half is the range's and low_lo <= lower half <= high_lo.
+                program.emit(JEQ, low_hi, To::Next, To::Skip(3));
+                program.load(data_arg_low(arg));
+                program.emit(JGE, low_lo, To::Next, To::Skip(1));
+                program.emit(JGT, high_lo, To::Next, To::Trap);
+            } else {
+                // The range crosses a 4 GiB boundary: judge by the upper half alone (over-approximating).
+                program.emit(JGE, low_hi, To::Next, To::Skip(1));
+                program.emit(JGT, high_hi, To::Next, To::Trap);
+            }
+        }
+    }
+    // No pointer argument in any range.
+    program.emit(RET, SECCOMP_RET_ALLOW, To::Next, To::Next);
 }
 
 /// `struct sock_fprog`.
@@ -277,13 +402,14 @@ pub fn reset_program_segv_action() {
     set_program_segv_action(KernelSigaction::default());
 }
 
-/// Installs the SIGSYS handler and the filter for an image spanning `[low, high)`; `alt_stack` is the
-/// pager's alternate stack, to hide; `stats` traps `exit_group` to print statistics.
+/// Installs the SIGSYS handler and the filter whose argument checks cover `ranges` (at most
+/// [`MAX_RANGES`]: the image's lazily mapped, non-executable parts); `alt_stack` is the pager's alternate
+/// stack, to hide; `stats` traps `exit_group` to print statistics.
 ///
 /// # Safety
 ///
 /// Single-threaded set-up, after [`pager::install`].
-pub unsafe fn install(low: u64, high: u64, alt_stack: usize, stats: bool) -> Result<(), i64> {
+pub unsafe fn install(ranges: &[(u64, u64)], alt_stack: usize, stats: bool) -> Result<(), i64> {
     OWN_ALT_STACK.store(alt_stack, Ordering::Relaxed);
     STATS_ON_EXIT.store(stats, Ordering::Relaxed);
     let action = KernelSigaction {
@@ -319,8 +445,15 @@ pub unsafe fn install(low: u64, high: u64, alt_stack: usize, stats: bool) -> Res
         old & SIGSET_SEGV_SYS,
     );
     let mut program = Program::new();
-    build_filter(&mut program, low, high, stats);
+    build_filter(
+        &mut program,
+        ranges.get(..ranges.len().min(MAX_RANGES)).unwrap_or(&[]),
+        stats,
+    );
     let insns = program.finish();
+    if insns.is_empty() {
+        return Err(-7); // E2BIG: the filter does not fit its jump offsets
+    }
     let fprog = Fprog {
         len: insns.len() as u16,
         filter: insns.as_ptr(),
@@ -715,4 +848,144 @@ pub(crate) fn raw(call: u64, args: &[u64; 6]) -> i64 {
             lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     ret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a classic-BPF filter over `struct seccomp_data` (only the instructions the builder emits).
+    fn run(insns: &[Insn], nr: u32, ip: u64, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&AUDIT_ARCH_X86_64.to_ne_bytes());
+        data[8..16].copy_from_slice(&ip.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let insn = insns[pc];
+            let k = insn.k;
+            pc += 1;
+            match insn.code {
+                LD_ABS => {
+                    acc = u32::from_ne_bytes(data[k as usize..k as usize + 4].try_into().unwrap())
+                }
+                RET => return k,
+                JEQ | JGE | JGT => {
+                    let taken = match insn.code {
+                        JEQ => acc == k,
+                        JGE => acc >= k,
+                        _ => acc > k,
+                    };
+                    pc += usize::from(if taken { insn.jt } else { insn.jf });
+                }
+                other => panic!("unexpected BPF code {other:#x}"),
+            }
+        }
+    }
+
+    const USER_IP: u64 = 0x401234;
+    const RANGES: [(u64, u64); 2] = [(0x479000, 0x4a1000), (0x4a1000 + 0x1000, 0x4ad000)];
+
+    fn filter() -> Program {
+        let mut program = Program::new();
+        build_filter(&mut program, &RANGES, true);
+        program
+    }
+
+    #[test]
+    fn pointer_arguments_in_the_ranges_trap_and_others_pass() {
+        let mut program = filter();
+        let insns = program.finish().to_vec();
+        assert!(!insns.is_empty());
+        let stack = 0x7ffd_1234_5678;
+        // write(fd, buf, n): trapped only for a buffer in a range.
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, 0x47a000, 1, 0, 0, 0]),
+            SECCOMP_RET_TRAP
+        );
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, 0x4a2000, 1, 0, 0, 0]),
+            SECCOMP_RET_TRAP
+        );
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, stack, 1, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, 0x4a1800, 1, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        ); // the gap
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, 0x4ad000, 1, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        ); // one past
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, 0x478fff, 1, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        // Arguments beyond the call's pointer arguments are not looked at.
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, stack, 0x47a000, 0x47a000, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        // An unlisted call with range-looking garbage in its registers passes.
+        assert_eq!(run(&insns, 110, USER_IP, [0x47a000; 6]), SECCOMP_RET_ALLOW);
+        // The loader's own calls always pass; some calls always trap.
+        assert_eq!(
+            run(&insns, 1, 0x3c00_0000_5000, [3, 0x47a000, 1, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&insns, nr::RT_SIGPROCMASK as u32, USER_IP, [0; 6]),
+            SECCOMP_RET_TRAP
+        );
+        assert_eq!(
+            run(&insns, nr::EXIT_GROUP as u32, USER_IP, [0; 6]),
+            SECCOMP_RET_TRAP
+        );
+        // statx's buffer is its fifth argument.
+        assert_eq!(
+            run(&insns, 332, USER_IP, [0, stack, 0, 0, 0x47b000, 0]),
+            SECCOMP_RET_TRAP
+        );
+    }
+
+    #[test]
+    fn ranges_across_a_4_gib_boundary_over_approximate() {
+        let mut program = Program::new();
+        build_filter(
+            &mut program,
+            &[(0x0000_7fff_ffff_0000, 0x0000_8000_0001_0000)],
+            false,
+        );
+        let insns = program.finish().to_vec();
+        assert_eq!(
+            run(&insns, 0, USER_IP, [0, 0x0000_7fff_ffff_8000, 1, 0, 0, 0]),
+            SECCOMP_RET_TRAP
+        );
+        assert_eq!(
+            run(&insns, 0, USER_IP, [0, 0x0000_8000_0000_8000, 1, 0, 0, 0]),
+            SECCOMP_RET_TRAP
+        );
+        assert_eq!(
+            run(&insns, 0, USER_IP, [0, 0x0000_7ffe_0000_0000, 1, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+    }
+
+    #[test]
+    fn the_largest_filter_fits_its_jumps() {
+        let ranges = [
+            (0x400000, 0x401000),
+            (0x402000, 0x403000),
+            (0x1_0000_0000 - 0x1000, 0x1_0000_2000),
+            (0x500000, 0x501000),
+        ];
+        let mut program = Program::new();
+        build_filter(&mut program, &ranges, true);
+        assert!(!program.finish().is_empty());
+    }
 }
