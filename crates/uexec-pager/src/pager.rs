@@ -323,7 +323,10 @@ fn install_handler() -> Result<usize, SetupError> {
         // Not SA_NODEFER: a fault inside the handler itself is a bug and must kill.
         flags: sys::SA_SIGINFO | sys::SA_ONSTACK | sys::SA_RESTORER,
         restorer: sys::restore_rt as *const () as usize,
-        mask: 0,
+        // Every other signal waits while the pager works: a program handler running on top of it could
+        // touch an untouched page while SIGSEGV is blocked, which kills. (The program's own SIGSEGV
+        // handler, when the pager passes it a fault, runs with the program's mask instead.)
+        mask: u64::MAX,
     };
     // SAFETY: on_segv follows the handler contract described in the module documentation.
     let r = unsafe { sys::rt_sigaction(sys::SIGSEGV, Some(&action), None) };

@@ -417,7 +417,10 @@ pub unsafe fn install(ranges: &[(u64, u64)], alt_stack: usize, stats: bool) -> R
         // Not SA_ONSTACK: a handler running on the alternate stack could not perform the program's own
         // sigaltstack() calls (EPERM while on it); trapped calls come from ordinary code with stack to
         // spare.
-        flags: sys::SA_SIGINFO | sys::SA_RESTORER,
+        // SA_NODEFER: the calls are performed inside the handler, where a signal may run a program
+        // handler that makes a trapped call of its own; a blocked SIGSYS would kill. Other signals are
+        // not blocked, so a blocking call stays interruptible as it is natively.
+        flags: sys::SA_SIGINFO | sys::SA_RESTORER | SA_NODEFER,
         restorer: sys::restore_rt as *const () as usize,
         mask: 0,
     };
@@ -524,6 +527,7 @@ unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
 
 const SIGSET_SEGV_SYS: u64 = (1 << (sys::SIGSEGV - 1)) | (1 << (sys::SIGSYS - 1));
 const SS_DISABLE: i32 = 2;
+const SA_NODEFER: u64 = 0x4000_0000;
 const AT_FDCWD: i32 = -100;
 
 extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
