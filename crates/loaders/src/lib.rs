@@ -28,22 +28,41 @@ use maplog::MapLog;
 pub const USAGE_STATUS: i32 = 2;
 
 /// The text of `--help`, with `{tool}` the loader's name.
-fn help(tool: &str) {
+fn help(tool: &Tool) {
+    let name = tool.name;
     // SAFETY: fd 1 is borrowed only for these writes.
     let mut out = out::FdWriter::<2048>::new(unsafe { rustix::stdio::stdout() });
     let _ = write!(
         out,
-        "Usage: {tool} [OPTIONS] PROG [ARGS...]\n\
+        "Usage: {name} [OPTIONS] PROG [ARGS...]\n\
          Loads the ELF executable PROG into this process and runs it, as execve would.\n\
          PROG without a '/' is searched for in PATH. Options end at PROG.\n\n\
          Options:\n  \
-           -q, --quiet     do not log mappings\n      \
-               --log FILE  write the mapping log to FILE instead of standard error\n      \
-               --argv0 NAME  give the program NAME as argv[0] (PROG is still what is run)\n  \
-           -h, --help      print this help\n  \
-           -V, --version   print the version\n\n\
+           -q, --quiet          do not log mappings\n      \
+               --log FILE       write the mapping log to FILE instead of standard error\n      \
+               --argv0 NAME     give the program NAME as argv[0] (PROG is still what is run)\n"
+    );
+    if tool.pager {
+        let _ = write!(
+            out,
+            "      --stats          print paging statistics when the program exits\n"
+        );
+    }
+    if tool.predicts {
+        let _ = write!(
+            out,
+            "      --predict=POLICY pages to map with each fault: none, next, stride, trend,\n\
+             \x20                      adaptive (default)\n      \
+             --pages=N        pages per fault for the fixed policies, the faulting one included\n\
+             \x20                      (default 2); the initial window for adaptive\n"
+        );
+    }
+    let _ = write!(
+        out,
+        "  -h, --help           print this help\n  \
+           -V, --version        print the version\n\n\
          Each mapping made for PROG is logged as one line:\n  \
-           {tool}: map|unmap ADDRESS SIZE PROT SOURCE ROLE\n\
+           {name}: map|unmap ADDRESS SIZE PROT SOURCE ROLE\n\
          Exit status: PROG's own; 127 if PROG is not found, 126 if it cannot be executed.\n"
     );
     out.flush();
@@ -103,6 +122,7 @@ fn park_descriptor(fd: rustix::fd::BorrowedFd<'_>) -> Option<i32> {
 /// The common part of every loader: parse the command line, find and load the program, log its
 /// mappings, and hand back a process ready to start.
 pub fn run(tool: Tool, startup: &Startup) -> Outcome {
+    let described = tool;
     let Tool {
         name: tool,
         laziness,
@@ -112,7 +132,7 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     let options = match cli::parse(startup.args()) {
         Command::Run(options) => options,
         Command::Help => {
-            help(tool);
+            help(&described);
             return Outcome::Exit(0);
         }
         Command::Version => {
