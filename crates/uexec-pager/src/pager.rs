@@ -77,16 +77,21 @@ unsafe impl Sync for PredictionCell {}
 static PREDICTION: PredictionCell = PredictionCell(UnsafeCell::new(None));
 static PREDICTION_LOCK: AtomicBool = AtomicBool::new(false);
 
-/// Runs `f` on the prediction state, if there is one.
-fn with_prediction(f: impl FnOnce(&mut Prediction)) {
+/// Runs `f` on the prediction state, if there is one; returns whether there was.
+fn with_prediction(f: impl FnOnce(&mut Prediction)) -> bool {
     while PREDICTION_LOCK.swap(true, Ordering::Acquire) {
         core::hint::spin_loop();
     }
     // SAFETY: the lock gives exclusive access.
-    if let Some(p) = unsafe { (*PREDICTION.0.get()).as_mut() } {
-        f(p);
-    }
+    let ran = match unsafe { (*PREDICTION.0.get()).as_mut() } {
+        Some(p) => {
+            f(p);
+            true
+        }
+        None => false,
+    };
     PREDICTION_LOCK.store(false, Ordering::Release);
+    ran
 }
 
 struct State {
@@ -215,6 +220,7 @@ pub unsafe fn install(
     // set.
     unsafe {
         *PAGER.0.get() = Some(state);
+        PREDICTING.store(config.predict.is_some(), Ordering::Relaxed);
         *PREDICTION.0.get() = config.predict.map(|(policy, pages)| Prediction {
             predictor: Predictor::new(policy, pages),
             pending: [0; MAX_PREDICT],
@@ -388,9 +394,12 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
     };
     match slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
-            if map_claimed(state, region, page, slot, b"demand") {
+            let mapped = match predicting() {
+                true => map_with_prediction(state, region, page, slot),
+                false => map_claimed(state, region, page, slot, b"demand"),
+            };
+            if mapped {
                 state.stats.faults.fetch_add(1, Ordering::Relaxed);
-                predict(state, region, page);
             } else {
                 give_up(Some(state));
             }
@@ -435,17 +444,32 @@ fn map_claimed(state: &State, region: &Region, page: u64, slot: &AtomicU8, why: 
     ok
 }
 
-/// Judges the last prediction (which of its pages the program touched since: they are resident), asks
-/// the predictor for the next, and maps those of its pages nobody mapped yet, in as few `mprotect`s as
-/// runs of adjacent pages allow.
-fn predict(state: &State, region: &Region, page: u64) {
-    with_prediction(|p| {
+/// Whether hpager's prediction is on.
+fn predicting() -> bool {
+    PREDICTING.load(Ordering::Relaxed)
+}
+
+/// Set by `install` when there is a predictor.
+static PREDICTING: AtomicBool = AtomicBool::new(false);
+
+/// Maps the claimed demand page `page` together with the pages the predictor expects next: judges the
+/// last prediction (which of its pages the program touched since), asks for the next one, claims those
+/// of its pages nobody mapped yet, and makes the demand page and the claimed pages accessible in as few
+/// `mprotect`s as runs of adjacent pages allow (one for a forward or backward scan). Returns whether
+/// the demand page was mapped.
+fn map_with_prediction(state: &State, region: &Region, page: u64, slot: &AtomicU8) -> bool {
+    let mut demand_mapped = false;
+    let ran = with_prediction(|p| {
         judge_pending(p);
         let mut out = [0u64; MAX_PREDICT];
         let first = region.start / PAGE_SIZE;
         let end = region.end / PAGE_SIZE;
         let count = p.predictor.on_fault(page / PAGE_SIZE, first, end, &mut out);
-        let mut run = (0u64, 0u64);
+        let mut run = Run {
+            start: page,
+            end: page + PAGE_SIZE,
+            demand: Some(page),
+        };
         for &number in out.get(..count).unwrap_or(&[]) {
             let Some(addr) = number.checked_mul(PAGE_SIZE) else {
                 continue;
@@ -466,42 +490,95 @@ fn predict(state: &State, region: &Region, page: u64) {
                 *pending = addr;
                 p.pending_len += 1;
             }
-            if run.1 > run.0 && addr == run.1 {
-                run.1 += PAGE_SIZE;
-            } else if run.1 > run.0 && addr + PAGE_SIZE == run.0 {
-                run.0 = addr;
+            if addr == run.end {
+                run.end += PAGE_SIZE;
+            } else if addr + PAGE_SIZE == run.start {
+                run.start = addr;
             } else {
-                protect_run(state, region, run);
-                run = (addr, addr + PAGE_SIZE);
+                demand_mapped |= protect_run(state, region, run);
+                run = Run {
+                    start: addr,
+                    end: addr + PAGE_SIZE,
+                    demand: None,
+                };
             }
         }
-        protect_run(state, region, run);
+        demand_mapped |= protect_run(state, region, run);
     });
+    if !ran {
+        // No predictor after all (PREDICTING is only set with one): map the page alone.
+        return map_claimed(state, region, page, slot, b"demand");
+    }
+    demand_mapped
 }
 
-/// Makes a run of claimed (MAPPING) predicted pages accessible, then marks them PREDICTED: a thread
-/// faulting on one of them meanwhile waits for the run instead of taking its fault for a real one.
-fn protect_run(state: &State, region: &Region, (start, end): (u64, u64)) {
-    if end <= start {
-        return;
+/// Adjacent pages made accessible with one `mprotect`: predicted pages, and perhaps the demand page.
+#[derive(Copy, Clone)]
+struct Run {
+    start: u64,
+    end: u64,
+    demand: Option<u64>,
+}
+
+/// Makes a run of claimed (MAPPING) pages accessible, then marks the demand page MAPPED and the
+/// predicted ones PREDICTED: a thread faulting on one of them meanwhile waits for the run instead of
+/// taking its fault for a real one. Returns whether the run held the demand page and it was mapped.
+fn protect_run(state: &State, region: &Region, run: Run) -> bool {
+    if run.end <= run.start {
+        return false;
     }
     let flags = MprotectFlags::from_bits_truncate(region.prot);
+    let len = run.end - run.start;
     // SAFETY: the run lies in a region of the program image; only its protection changes.
-    let ok = unsafe { rustix::mm::mprotect(start as *mut c_void, (end - start) as usize, flags) }
-        .is_ok();
-    let mut page = start;
-    while page < end {
-        if let Some(slot) = state.table.state(region, page) {
-            slot.store(if ok { PREDICTED } else { MAPPED }, Ordering::Release);
+    let ok = unsafe { rustix::mm::mprotect(run.start as *mut c_void, len as usize, flags) }.is_ok();
+    let mut at = run.start;
+    while at < run.end {
+        if let Some(slot) = state.table.state(region, at) {
+            let done = if ok && Some(at) != run.demand {
+                PREDICTED
+            } else {
+                MAPPED
+            };
+            slot.store(done, Ordering::Release);
         }
-        page += PAGE_SIZE;
+        at += PAGE_SIZE;
     }
-    if ok {
-        state
-            .stats
-            .predicted_pages
-            .fetch_add((end - start) / PAGE_SIZE, Ordering::Relaxed);
-        log(state, region, start, (end - start) / PAGE_SIZE, b"predict");
+    if !ok {
+        return false;
+    }
+    let predicted = len / PAGE_SIZE - u64::from(run.demand.is_some());
+    state
+        .stats
+        .predicted_pages
+        .fetch_add(predicted, Ordering::Relaxed);
+    match run.demand {
+        Some(demand) => {
+            state.stats.demand_pages.fetch_add(1, Ordering::Relaxed);
+            log(state, region, demand, 1, b"demand");
+            if demand > run.start {
+                log(
+                    state,
+                    region,
+                    run.start,
+                    (demand - run.start) / PAGE_SIZE,
+                    b"predict",
+                );
+            }
+            if demand + PAGE_SIZE < run.end {
+                log(
+                    state,
+                    region,
+                    demand + PAGE_SIZE,
+                    (run.end - demand - PAGE_SIZE) / PAGE_SIZE,
+                    b"predict",
+                );
+            }
+            true
+        }
+        None => {
+            log(state, region, run.start, len / PAGE_SIZE, b"predict");
+            false
+        }
     }
 }
 
