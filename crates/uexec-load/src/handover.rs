@@ -10,6 +10,50 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+/// The register reset both ways into the program end with (after the stack switch and the x87/MXCSR
+/// reset): SSE registers and every general register but `rsp` zero, then `rflags` cleared (the `xor`s
+/// set ZF and PF; a `push` of the zero `rax` and `popfq` clear them, IF stays). The `push` writes a
+/// zero into the zero-filled word below the program's `sp`, leaving memory as it was.
+macro_rules! zero_registers {
+    () => {
+        concat!(
+            "pxor xmm0, xmm0\n",
+            "pxor xmm1, xmm1\n",
+            "pxor xmm2, xmm2\n",
+            "pxor xmm3, xmm3\n",
+            "pxor xmm4, xmm4\n",
+            "pxor xmm5, xmm5\n",
+            "pxor xmm6, xmm6\n",
+            "pxor xmm7, xmm7\n",
+            "pxor xmm8, xmm8\n",
+            "pxor xmm9, xmm9\n",
+            "pxor xmm10, xmm10\n",
+            "pxor xmm11, xmm11\n",
+            "pxor xmm12, xmm12\n",
+            "pxor xmm13, xmm13\n",
+            "pxor xmm14, xmm14\n",
+            "pxor xmm15, xmm15\n",
+            "xor eax, eax\n",
+            "xor ebx, ebx\n",
+            "xor ecx, ecx\n",
+            "xor edx, edx\n", // libc takes a non-zero rdx as an exit hook
+            "xor esi, esi\n",
+            "xor edi, edi\n",
+            "xor ebp, ebp\n", // marks the outermost frame
+            "xor r8d, r8d\n",
+            "xor r9d, r9d\n",
+            "xor r10d, r10d\n",
+            "xor r11d, r11d\n",
+            "xor r12d, r12d\n",
+            "xor r13d, r13d\n",
+            "xor r14d, r14d\n",
+            "xor r15d, r15d\n",
+            "push rax\n",
+            "popfq",
+        )
+    };
+}
+
 /// Where the final `jmp` goes: kept in memory, because no register may hold it.
 static ENTRY: AtomicU64 = AtomicU64::new(0);
 /// MXCSR's value after reset and after exec: all exceptions masked, round to nearest.
@@ -31,39 +75,7 @@ pub unsafe fn jump(entry: u64, sp: u64) -> ! {
             "mov rsp, rdi",                  // the program's stack; argc is at [rsp]
             "fninit",                        // x87: control word 0x37f, empty tags
             "ldmxcsr [rip + {mxcsr}]",       // MXCSR = 0x1f80
-            "pxor xmm0, xmm0",
-            "pxor xmm1, xmm1",
-            "pxor xmm2, xmm2",
-            "pxor xmm3, xmm3",
-            "pxor xmm4, xmm4",
-            "pxor xmm5, xmm5",
-            "pxor xmm6, xmm6",
-            "pxor xmm7, xmm7",
-            "pxor xmm8, xmm8",
-            "pxor xmm9, xmm9",
-            "pxor xmm10, xmm10",
-            "pxor xmm11, xmm11",
-            "pxor xmm12, xmm12",
-            "pxor xmm13, xmm13",
-            "pxor xmm14, xmm14",
-            "pxor xmm15, xmm15",
-            "xor eax, eax",
-            "xor ebx, ebx",
-            "xor ecx, ecx",
-            "xor edx, edx",                  // libc takes a non-zero rdx as an exit hook
-            "xor esi, esi",
-            "xor edi, edi",
-            "xor ebp, ebp",                  // marks the outermost frame
-            "xor r8d, r8d",
-            "xor r9d, r9d",
-            "xor r10d, r10d",
-            "xor r11d, r11d",
-            "xor r12d, r12d",
-            "xor r13d, r13d",
-            "xor r14d, r14d",
-            "xor r15d, r15d",
-            "push rax",                      // the xors set ZF and PF: clear all flags (IF stays)
-            "popfq",
+            zero_registers!(),
             "jmp qword ptr [rip + {entry}]",
             in("rdi") sp,
             mxcsr = sym MXCSR_INIT,
@@ -134,21 +146,21 @@ unsafe extern "C" fn release_trampoline() {
         ".balign 8",
         ".globl uexec_trampoline_data",
         "uexec_trampoline_data:",
-        ".zero 264", // filled in by jump_releasing (see `slot`)
+        ".zero {size}", // filled in by jump_releasing (see `slot`)
         "2:",
         "mov rsp, rdi", // the program's stack from here on
         "mov eax, 11",  // munmap(loader image)
-        "mov rdi, [rip + uexec_trampoline_data + 224]",
-        "mov rsi, [rip + uexec_trampoline_data + 232]",
+        "mov rdi, [rip + uexec_trampoline_data + {image}]",
+        "mov rsi, [rip + uexec_trampoline_data + {image} + 8]",
         "syscall",
         "mov eax, 11", // munmap(loader's stack)
-        "mov rdi, [rip + uexec_trampoline_data + 240]",
-        "mov rsi, [rip + uexec_trampoline_data + 248]",
+        "mov rdi, [rip + uexec_trampoline_data + {old_stack}]",
+        "mov rsi, [rip + uexec_trampoline_data + {old_stack} + 8]",
         "syscall",
         "mov eax, 157", // prctl(PR_SET_MM, PR_SET_MM_MAP, &map, 104, 0)
         "mov edi, 35",
         "mov esi, 14",
-        "lea rdx, [rip + uexec_trampoline_data + 16]",
+        "lea rdx, [rip + uexec_trampoline_data + {with_exe}]",
         "mov r10d, 104",
         "xor r8d, r8d",
         "syscall",
@@ -157,52 +169,28 @@ unsafe extern "C" fn release_trampoline() {
         "mov eax, 157", // not allowed to set exe: the rest alone
         "mov edi, 35",
         "mov esi, 14",
-        "lea rdx, [rip + uexec_trampoline_data + 120]",
+        "lea rdx, [rip + uexec_trampoline_data + {without_exe}]",
         "mov r10d, 104",
         "xor r8d, r8d",
         "syscall",
         "3:",
         "mov eax, 3", // close(the program's descriptor)
-        "mov rdi, [rip + uexec_trampoline_data + 256]",
+        "mov rdi, [rip + uexec_trampoline_data + {exe_fd}]",
         "syscall",
         "fninit",
-        "ldmxcsr [rip + uexec_trampoline_data + 8]",
-        "pxor xmm0, xmm0",
-        "pxor xmm1, xmm1",
-        "pxor xmm2, xmm2",
-        "pxor xmm3, xmm3",
-        "pxor xmm4, xmm4",
-        "pxor xmm5, xmm5",
-        "pxor xmm6, xmm6",
-        "pxor xmm7, xmm7",
-        "pxor xmm8, xmm8",
-        "pxor xmm9, xmm9",
-        "pxor xmm10, xmm10",
-        "pxor xmm11, xmm11",
-        "pxor xmm12, xmm12",
-        "pxor xmm13, xmm13",
-        "pxor xmm14, xmm14",
-        "pxor xmm15, xmm15",
-        "xor eax, eax",
-        "xor ebx, ebx",
-        "xor ecx, ecx",
-        "xor edx, edx",
-        "xor esi, esi",
-        "xor edi, edi",
-        "xor ebp, ebp",
-        "xor r8d, r8d",
-        "xor r9d, r9d",
-        "xor r10d, r10d",
-        "xor r11d, r11d",
-        "xor r12d, r12d",
-        "xor r13d, r13d",
-        "xor r14d, r14d",
-        "xor r15d, r15d",
-        "push rax",
-        "popfq",
-        "jmp qword ptr [rip + uexec_trampoline_data]",
+        "ldmxcsr [rip + uexec_trampoline_data + {mxcsr}]",
+        zero_registers!(),
+        "jmp qword ptr [rip + uexec_trampoline_data + {entry}]",
         ".globl uexec_trampoline_end",
         "uexec_trampoline_end:",
+        size = const slot::SIZE,
+        entry = const slot::ENTRY,
+        mxcsr = const slot::MXCSR,
+        with_exe = const slot::MAP_WITH_EXE,
+        without_exe = const slot::MAP_WITHOUT_EXE,
+        image = const slot::IMAGE,
+        old_stack = const slot::OLD_STACK,
+        exe_fd = const slot::EXE_FD,
     )
 }
 
@@ -256,7 +244,6 @@ pub unsafe fn jump_releasing(entry: u64, sp: u64, release: &Release) -> ! {
         put(slot::OLD_STACK, &release.old_stack.0.to_ne_bytes());
         put(slot::OLD_STACK + 8, &release.old_stack.1.to_ne_bytes());
         put(slot::EXE_FD, &u64::from(release.map.exe_fd).to_ne_bytes());
-        let _ = slot::SIZE;
         let rx = rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC;
         if rustix::mm::mprotect(tramp.cast(), page, rx).is_err() {
             jump(entry, sp)

@@ -146,7 +146,7 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
                     0,
                 ],
             );
-            let r = raw(
+            raw(
                 EXECVEAT,
                 &[
                     self_fd as u64,
@@ -159,7 +159,6 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
             );
             // Only a failure returns; put the handler's mask back and let the kernel judge the original
             // call instead.
-            let _ = r;
             raw(14, &[2, &saved as *const u64 as u64, 0, 8, 0, 0]);
             direct()
         }
