@@ -43,9 +43,9 @@ fn help(tool: &Tool) {
                --argv0 NAME     give the program NAME as argv[0] (PROG is still what is run)\n"
     );
     if tool.pager {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "      --stats          print paging statistics when the program exits\n"
+            "      --stats          print paging statistics when the program exits"
         );
     }
     if tool.predicts {
@@ -69,6 +69,8 @@ fn help(tool: &Tool) {
 }
 
 /// What a loader does once it has parsed its command line and loaded the program.
+// Returned once per run, and there is no allocator to box the large variant with.
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     /// Start the program.
     Start(Started),
@@ -332,9 +334,9 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
     // dpager starts with the entry point's page mapped; hpager has all file pages mapped already.
     let first_page = tool.laziness.file.then_some(ready.program.entry);
     // SAFETY: called once, single-threaded, with the image just mapped lazily at this bias.
-    if let Err(e) =
-        unsafe { uexec_pager::install(&ready.image, ready.program.bias, &config, first_page) }
-    {
+    let installed =
+        unsafe { uexec_pager::install(&ready.image, ready.program.bias, &config, first_page) };
+    if let Err(e) = installed {
         out::error_line(tool.name, b"", PagerError(e));
         return 126;
     }

@@ -265,7 +265,7 @@ const AT_SYSINFO_EHDR: u64 = 33;
 
 /// One past the end of the vDSO whose ELF header is at `addr`.
 fn vdso_end(addr: u64) -> Option<u64> {
-    if addr == 0 || addr % PAGE_SIZE != 0 {
+    if addr == 0 || !addr.is_multiple_of(PAGE_SIZE) {
         return None;
     }
     // SAFETY: AT_SYSINFO_EHDR points at the vDSO's ELF header, at the start of a readable mapping at
@@ -394,10 +394,8 @@ fn set_mm_map(program: &ElfFile, map: MmMap, startup: &Startup) {
     };
     match configure(&with_exe) {
         0 => return,
-        EBUSY if own_image::detach_from_file(startup).is_ok() => {
-            if configure(&with_exe) == 0 {
-                return;
-            }
+        EBUSY if own_image::detach_from_file(startup).is_ok() && configure(&with_exe) == 0 => {
+            return
         }
         _ => {}
     }

@@ -235,7 +235,7 @@ pub unsafe fn install(
         }
     }
     let alt_stack = install_handler()?;
-    let ranges = trap_ranges(&state_table_regions());
+    let ranges = trap_ranges(state_table_regions());
     // SAFETY: still single-threaded set-up, after the pager state exists.
     unsafe { crate::trap::install(ranges.get(), alt_stack, config.stats) }
         .map_err(SetupError::Signal)

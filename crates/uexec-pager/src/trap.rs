@@ -742,7 +742,7 @@ fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
 }
 
 fn read_u64(addr: u64) -> Option<u64> {
-    if addr < uexec_elf::PAGE_SIZE || addr % 8 != 0 {
+    if addr < uexec_elf::PAGE_SIZE || !addr.is_multiple_of(8) {
         return None;
     }
     // SAFETY: only called for pointers the program passed to a call that reads them; the image pages
