@@ -665,14 +665,22 @@ fn account_predictions(state: &State) {
     }
 }
 
+/// Makes `page` accessible unless it already is; if another thread is making it accessible right now,
+/// waits for that (the caller is about to hand the page to the kernel).
 fn claim_and_map(state: &State, region: &Region, page: u64, why: &[u8]) {
-    if let Some(slot) = state.table.state(region, page) {
-        if slot
-            .compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire)
-            .is_ok()
-        {
+    let Some(slot) = state.table.state(region, page) else {
+        return;
+    };
+    match slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
+        Ok(_) => {
             map_claimed(state, region, page, slot, why);
         }
+        Err(MAPPING) => {
+            while slot.load(Ordering::Acquire) == MAPPING {
+                core::hint::spin_loop();
+            }
+        }
+        Err(_) => {}
     }
 }
 

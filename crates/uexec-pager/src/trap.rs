@@ -835,9 +835,14 @@ pub(crate) fn prefault(call: u64, args: &[u64; 6]) {
         }
         _ => {}
     }
-    // Any argument may be a pointer (a path, a struct): make its page and the next reachable. Strings and
-    // structs longer than that are rare enough for the over-approximation of one extra page.
-    for &arg in args {
+    // Any of the call's pointer arguments may be a path or a struct: make its page and, when it ends near
+    // a page boundary, the next one reachable (longer strings and structs are rare). Only the arguments
+    // the filter looked at: the others are not the call's pointers.
+    let checked = POINTER_CALLS
+        .iter()
+        .find(|&&(n, _)| n == call)
+        .map_or(args.len(), |&(_, k)| k);
+    for &arg in args.iter().take(checked) {
         pager::ensure_accessible(arg, 256);
     }
 }
