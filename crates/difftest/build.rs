@@ -5,8 +5,9 @@
 //! - `fixture_tests.rs`: one `#[test]` per differential fixture and variant, calling
 //!   `check(name, variant)`, which each integration test file defines for its loader.
 //!
-//! Variants: C as glibc `-static` and `-static-pie`, and musl `-static` when `musl-gcc`
-//! runs; C++ as glibc `-static` and `-static-pie` when `g++` runs; freestanding code
+//! Variants: C as glibc `-static`, `-static-pie` and dynamically linked PIE (through
+//! ld.so, the program's PT_INTERP), and musl `-static` when `musl-gcc` runs; C++ as glibc
+//! `-static`, `-static-pie` and dynamic when `g++` runs; freestanding code
 //! (no libc) as `-static` and `-static-pie`. A missing optional compiler is reported
 //! with `cargo:warning` and its variants are left out; a missing `gcc`, or any compile
 //! error, fails the build.
@@ -238,6 +239,7 @@ fn main() {
                 let mut v = vec![
                     ("glibc-static", "gcc", vec!["-static"]),
                     ("glibc-static-pie", "gcc", vec!["-static-pie", "-fPIE"]),
+                    ("glibc-dynamic", "gcc", vec!["-pie", "-fPIE"]),
                 ];
                 if have_musl {
                     v.push(("musl-static", "musl-gcc", vec!["-static"]));
@@ -247,6 +249,7 @@ fn main() {
             Lang::Cxx if have_gxx => vec![
                 ("glibc-static", "g++", vec!["-static"]),
                 ("glibc-static-pie", "g++", vec!["-static-pie", "-fPIE"]),
+                ("glibc-dynamic", "g++", vec!["-pie", "-fPIE"]),
             ],
             Lang::Cxx => vec![],
             Lang::NoLibc => {
