@@ -18,6 +18,7 @@ pub use uexec_load;
 use core::fmt::Write;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
+use uexec_load::scratch::Scratch;
 use uexec_load::{Laziness, LoadError, Quiet, Ready, Request, Startup};
 use uexec_pager::predict::Policy;
 
@@ -201,8 +202,10 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         return Outcome::Exit(USAGE_STATUS);
     };
 
-    let mut path_buf = [0u8; search::PATH_BUF];
-    let path = match search::resolve(name, startup.getenv(b"PATH"), &mut path_buf) {
+    static PATH_BUF: Scratch<{ search::PATH_BUF }> = Scratch::new();
+    // SAFETY: `run` runs once, single-threaded, and is PATH_BUF's only user.
+    let path_buf = unsafe { PATH_BUF.borrow() };
+    let path = match search::resolve(name, startup.getenv(b"PATH"), path_buf) {
         Ok(path) => path,
         Err(errno) => {
             let error = LoadError::Open(errno);
@@ -333,9 +336,11 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
     };
     // dpager starts with the entry point's page mapped; hpager has all file pages mapped already.
     let first_page = tool.laziness.file.then_some(ready.program.entry);
+    let Some(image) = &ready.image else {
+        return 126;
+    };
     // SAFETY: called once, single-threaded, with the image just mapped lazily at this bias.
-    let installed =
-        unsafe { uexec_pager::install(&ready.image, ready.program.bias, &config, first_page) };
+    let installed = unsafe { uexec_pager::install(image, ready.program.bias, &config, first_page) };
     if let Err(e) = installed {
         out::error_line(tool.name, b"", PagerError(e));
         return 126;

@@ -20,7 +20,7 @@ use crate::out::FdWriter;
 /// Writes one line per mapping to its descriptor.
 pub struct MapLog<'fd> {
     tool: &'static str,
-    out: FdWriter<'fd, 4096>,
+    out: FdWriter<'fd, 512>,
 }
 
 impl<'fd> MapLog<'fd> {

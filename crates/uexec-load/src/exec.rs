@@ -14,6 +14,7 @@ use crate::file::{ElfFile, OpenError};
 use crate::handover::{MmMap, Release};
 use crate::map::{map_image, Laziness, MapEvent, Mapped, Observer, Placement, Role, Source, Who};
 use crate::own_image;
+use crate::scratch::Scratch;
 use crate::stack::{self, at, ProgramAux, StackContents, StackLayout};
 use crate::startup::Startup;
 
@@ -56,8 +57,9 @@ pub struct Ready {
     pub entry: u64,
     pub stack: StackLayout,
     pub program: Mapped,
-    /// The program's validated headers, for a pager to build its region table from.
-    pub image: Image,
+    /// The program's validated headers, for a pager to build its region table from (`None` when
+    /// nothing was left lazy).
+    pub image: Option<Image>,
     pub interpreter: Option<Mapped>,
     /// For a loader that does not stay: what to give up at the jump
     /// ([`crate::handover::jump_releasing`]).
@@ -137,11 +139,10 @@ where
     E: Iterator<Item = &'s CStr> + Clone,
 {
     let program = ElfFile::open(request.path).map_err(program_error)?;
-    let mut interp_path = [0u8; MAX_INTERP_PATH];
-    let interpreter = match program
-        .interpreter(&mut interp_path)
-        .map_err(program_error)?
-    {
+    static INTERP_PATH: Scratch<MAX_INTERP_PATH> = Scratch::new();
+    // SAFETY: loading is single-threaded and `load` is INTERP_PATH's only user.
+    let interp_path = unsafe { INTERP_PATH.borrow() };
+    let interpreter = match program.interpreter(interp_path).map_err(program_error)? {
         Some(path) => {
             let interp = ElfFile::open(path).map_err(interpreter_error)?;
             if interp.image.interp.is_some() {
@@ -226,7 +227,8 @@ where
     let entry = interp_mapped.map_or(mapped.entry, |m| m.entry);
     // Dropping the files closes them: the program's first open() returns the lowest free descriptor.
     drop(interpreter);
-    let image = program.image.clone();
+    let lazy = request.laziness != Laziness::EAGER;
+    let image = lazy.then(|| program.image.clone());
     let release = match (
         request.loader_stays,
         map,

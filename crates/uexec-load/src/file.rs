@@ -7,8 +7,14 @@ use rustix::fs::{Access, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use uexec_elf::{interpreter_path, ElfError, FileHeader, Image, MAX_INTERP_PATH, MAX_PHDR_TABLE};
 
+use crate::scratch::Scratch;
+
 /// How much of the file is read up front: enough for the header and, nearly always, the program headers.
 const FIRST_READ: usize = 4096;
+
+/// The first bytes of the file being opened, and its program-header table when that lies further on.
+static FIRST: Scratch<FIRST_READ> = Scratch::new();
+static TABLE: Scratch<MAX_PHDR_TABLE> = Scratch::new();
 
 /// Why a file could not be opened as an executable, before its contents are judged.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -41,8 +47,10 @@ impl ElfFile {
         }
         let size = u64::try_from(stat.st_size).map_err(|_| OpenError::NotRegularFile)?;
 
-        let mut first = [0u8; FIRST_READ];
-        let got = read_fully(fd.as_fd(), &mut first, 0).map_err(OpenError::Os)?;
+        // SAFETY: files are opened one at a time while loading, and nothing of FIRST is kept past this
+        // call (Image::parse copies what it needs).
+        let first = unsafe { FIRST.borrow() };
+        let got = read_fully(fd.as_fd(), first, 0).map_err(OpenError::Os)?;
         let bytes = first.get(..got).unwrap_or(&[]);
         let header = FileHeader::parse(bytes, size).map_err(OpenError::Elf)?;
 
@@ -55,7 +63,8 @@ impl ElfFile {
         {
             Some(table) => Image::parse(&header, table, size),
             None => {
-                let mut table = [0u8; MAX_PHDR_TABLE];
+                // SAFETY: as for FIRST.
+                let table = unsafe { TABLE.borrow() };
                 let table = table.get_mut(..table_len).unwrap_or(&mut []);
                 let got = read_fully(fd.as_fd(), table, header.phoff).map_err(OpenError::Os)?;
                 Image::parse(&header, table.get(..got).unwrap_or(&[]), size)

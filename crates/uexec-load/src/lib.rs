@@ -12,6 +12,7 @@ pub mod file;
 pub mod handover;
 pub mod map;
 pub mod own_image;
+pub mod scratch;
 pub mod stack;
 pub mod startup;
 
