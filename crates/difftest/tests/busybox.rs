@@ -10,12 +10,22 @@ use difftest::{compare, note, require_loader, run_native, run_under};
 
 const BUSYBOX: &str = "/bin/busybox";
 
-/// A scratch directory with a file to `cat` and applet symlinks.
+/// A scratch directory with a file to `cat`, a `#!` script and applet symlinks.
 fn scratch() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox");
     std::fs::create_dir_all(&dir).expect("scratch dir");
     std::fs::write(dir.join("hello.txt"), "line one\nline two\n\u{e9}t\u{e9}\n")
         .expect("hello.txt");
+    // A script the shell executes: under a pager, its interpreter must be started through the pager.
+    let script = dir.join("script.sh");
+    std::fs::write(
+        &script,
+        format!("#!{BUSYBOX}  sh \necho \"script $0 $1\"\n"),
+    )
+    .expect("script.sh");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod script");
     for applet in ["echo", "sh"] {
         let link = dir.join(applet);
         let _ = std::fs::remove_file(&link);
@@ -54,7 +64,11 @@ fn busybox_applets_match_native() {
             vec![
                 "sh".into(),
                 "-c".into(),
-                format!("cat {file2} | wc -c; busybox true && echo ok; /bin/true; echo $?; nonexist; echo $?", file2 = dir.join("hello.txt").display()),
+                format!(
+                    "cat {file2} | wc -c; busybox true && echo ok; /bin/true; echo $?; nonexist; echo $?; {script} arg; echo $?",
+                    file2 = dir.join("hello.txt").display(),
+                    script = dir.join("script.sh").display()
+                ),
             ],
         ),
     ];

@@ -6,9 +6,11 @@
 //! demand-paged in turn, and its pager handles the inherited traps. The program sees the `argv` it asked
 //! for (`--argv0` carries `argv[0]`), its environment and its path as `AT_EXECFN`.
 //!
-//! What is not an executable ELF file (a missing or non-executable path, a `#!` script) goes to the
-//! kernel as asked, so the caller gets the error, or the script's interpreter runs (inheriting the filter:
-//! a known limitation).
+//! A `#!` script whose interpreter is an ELF program is started the way the kernel's `binfmt_script`
+//! would: its interpreter, through the pager, with the interpreter's name, the optional argument of the
+//! `#!` line and the script's path before the script's own arguments. Anything else (a missing or
+//! non-executable path, a script whose interpreter is itself a script) goes to the kernel as asked, so
+//! the caller gets the error it would natively.
 //!
 //! # Safety
 //!
@@ -97,8 +99,76 @@ fn c_len(addr: u64) -> usize {
     n
 }
 
-/// Whether `path` names an executable ELF file.
-fn is_executable_elf(path: u64) -> bool {
+/// What an `execve` would run.
+enum Target {
+    /// An executable ELF file.
+    Elf,
+    /// A `#!` script whose interpreter is an executable ELF file.
+    Script(Shebang),
+}
+
+/// The `#!` line of a script, parsed as the kernel's `binfmt_script` does: the interpreter is the
+/// first word after `#!`, and the rest of the line, trimmed, is one optional argument.
+struct Shebang {
+    /// The first bytes of the file (`BINPRM_BUF_SIZE`), then a NUL copy of the interpreter's path.
+    line: [u8; 256],
+    interp: (usize, usize),
+    arg: Option<(usize, usize)>,
+}
+
+impl Shebang {
+    fn parse(line: [u8; 256], len: usize) -> Option<Self> {
+        let bytes = line.get(..len)?.strip_prefix(b"#!")?;
+        let end = bytes.iter().position(|&b| b == b'\n')?;
+        let text = bytes.get(..end)?;
+        let blank = |b: &u8| *b == b' ' || *b == b'\t';
+        let start = text.iter().position(|b| !blank(b))?;
+        let word_end = text
+            .iter()
+            .skip(start)
+            .position(blank)
+            .map_or(text.len(), |n| start + n);
+        let rest = text.get(word_end..)?;
+        let arg = rest.iter().position(|b| !blank(b)).map(|a| {
+            let last = rest.iter().rposition(|b| !blank(b)).unwrap_or(a);
+            (2 + word_end + a, 2 + word_end + last + 1)
+        });
+        Some(Self {
+            line,
+            interp: (2 + start, 2 + word_end),
+            arg,
+        })
+    }
+
+    fn interp(&self) -> &[u8] {
+        self.line.get(self.interp.0..self.interp.1).unwrap_or(&[])
+    }
+
+    fn arg(&self) -> Option<&[u8]> {
+        self.arg.and_then(|(a, b)| self.line.get(a..b))
+    }
+}
+
+/// What `path` names, if it is something the pager can start: an executable ELF file, or a script
+/// whose interpreter is one.
+fn classify(path: u64) -> Option<Target> {
+    let mut line = [0u8; 256];
+    let len = read_head(path, &mut line)?;
+    if line.starts_with(b"\x7fELF") {
+        return Some(Target::Elf);
+    }
+    let shebang = Shebang::parse(line, len)?;
+    let mut interp = [0u8; 256];
+    let name = shebang.interp();
+    interp.get_mut(..name.len())?.copy_from_slice(name);
+    let mut magic = [0u8; 4];
+    let got = read_head(interp.as_ptr() as u64, &mut magic)?;
+    (got == 4 && magic == *b"\x7fELF").then_some(Target::Script(shebang))
+}
+
+/// Reads the first bytes of the executable file at the NUL-terminated `path` into `buf`; `None` if
+/// it may not be executed or read.
+fn read_head(path: u64, buf: &mut [u8]) -> Option<usize> {
     const ACCESS: u64 = 21;
     const OPEN: u64 = 2;
     const READ: u64 = 0;
@@ -106,16 +176,25 @@ fn is_executable_elf(path: u64) -> bool {
     const X_OK: u64 = 1;
     const O_RDONLY_CLOEXEC: u64 = 0o2000000;
     if raw(ACCESS, &[path, X_OK, 0, 0, 0, 0]) != 0 {
-        return false;
+        return None;
     }
     let fd = raw(OPEN, &[path, O_RDONLY_CLOEXEC, 0, 0, 0, 0]);
     if fd < 0 {
-        return false;
+        return None;
     }
-    let mut magic = [0u8; 4];
-    let got = raw(READ, &[fd as u64, magic.as_mut_ptr() as u64, 4, 0, 0, 0]);
+    let got = raw(
+        READ,
+        &[
+            fd as u64,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            0,
+            0,
+            0,
+        ],
+    );
     raw(CLOSE, &[fd as u64, 0, 0, 0, 0, 0]);
-    got == 4 && magic == *b"\x7fELF"
+    usize::try_from(got).ok()
 }
 
 /// Performs the program's `execve(path, argv, envp)`, through the pager when it is an ELF program.
@@ -126,13 +205,20 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     let direct = || raw(EXECVE, &[path, argv, envp, 0, 0, 0]);
     let self_fd = SELF_FD.load(Ordering::Relaxed);
     let scratch = SCRATCH.load(Ordering::Relaxed);
-    if self_fd < 0 || scratch == 0 || !is_executable_elf(path) {
+    if self_fd < 0 || scratch == 0 {
         return direct();
     }
+    let Some(target) = classify(path) else {
+        return direct();
+    };
     while SCRATCH_LOCK.swap(true, Ordering::Acquire) {
         core::hint::spin_loop();
     }
-    let result = match build_argv(scratch, path, argv) {
+    let script = match &target {
+        Target::Script(shebang) => Some(shebang),
+        Target::Elf => None,
+    };
+    let result = match build_argv(scratch, path, argv, script) {
         Some(new_argv) => {
             let mut saved = 0u64;
             raw(
@@ -168,8 +254,10 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     result
 }
 
-/// Writes `[pager args..., --argv0, argv[0], --, path, argv[1]..., NULL]` into the scratch area.
-fn build_argv(scratch: usize, path: u64, argv: u64) -> Option<u64> {
+/// Writes `[pager args..., --argv0, argv[0], --, path, argv[1]..., NULL]` into the scratch area; for a
+/// script, `[pager args..., --argv0, INTERP, --, INTERP, [ARG], path, argv[1]..., NULL]`, the argv
+/// `binfmt_script` gives the interpreter.
+fn build_argv(scratch: usize, path: u64, argv: u64, script: Option<&Shebang>) -> Option<u64> {
     let pointers = scratch as *mut u64;
     let max_pointers = SCRATCH_SIZE / 2 / 8;
     let mut count = 0usize;
@@ -216,6 +304,18 @@ fn build_argv(scratch: usize, path: u64, argv: u64) -> Option<u64> {
     for &p in prefix_ptrs.get(..n)? {
         push(p)?;
     }
+    if let Some(shebang) = script {
+        let interp = copy(shebang.interp())?;
+        push(copy(b"--argv0")?)?;
+        push(interp)?;
+        push(copy(b"--")?)?;
+        push(interp)?;
+        if let Some(arg) = shebang.arg() {
+            push(copy(arg)?)?;
+        }
+        push(path)?;
+        return push_rest(&mut push, argv).map(|()| scratch as u64);
+    }
     let argv0 = read_ptr(argv).filter(|&p| p != 0).unwrap_or(path);
     push(copy(b"--argv0")?)?;
     push(argv0)?;
@@ -245,6 +345,11 @@ fn build_argv(scratch: usize, path: u64, argv: u64) -> Option<u64> {
     } else {
         push(copy_parts(&[b"./", path_bytes])?)?;
     }
+    push_rest(&mut push, argv).map(|()| scratch as u64)
+}
+
+/// Pushes `argv[1..]` and the terminating NULL.
+fn push_rest(push: &mut impl FnMut(u64) -> Option<()>, argv: u64) -> Option<()> {
     let mut i = 1;
     loop {
         let arg = read_ptr(argv.wrapping_add(8 * i))?;
@@ -254,6 +359,36 @@ fn build_argv(scratch: usize, path: u64, argv: u64) -> Option<u64> {
         push(arg)?;
         i += 1;
     }
-    push(0)?;
-    Some(scratch as u64)
+    push(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &[u8]) -> Option<Shebang> {
+        let mut line = [0u8; 256];
+        line[..text.len()].copy_from_slice(text);
+        Shebang::parse(line, text.len())
+    }
+
+    #[test]
+    fn shebang_lines_parse_as_binfmt_script_does() {
+        let s = parse(b"#!/bin/sh\necho\n").unwrap();
+        assert_eq!((s.interp(), s.arg()), (&b"/bin/sh"[..], None));
+        let s = parse(b"#!  /usr/bin/env   python3 -u  \nprint()\n").unwrap();
+        assert_eq!(
+            (s.interp(), s.arg()),
+            (&b"/usr/bin/env"[..], Some(&b"python3 -u"[..]))
+        );
+        let s = parse(b"#!/bin/busybox\tsh\t\n").unwrap();
+        assert_eq!(
+            (s.interp(), s.arg()),
+            (&b"/bin/busybox"[..], Some(&b"sh"[..]))
+        );
+        assert!(parse(b"#!\n").is_none());
+        assert!(parse(b"#!   \n").is_none());
+        assert!(parse(b"#!/bin/sh").is_none()); // no end of line within the bytes read
+        assert!(parse(b"echo hi\n").is_none());
+    }
 }
