@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod exec;
+pub mod fatal;
 pub mod pager;
 pub mod predict;
 pub mod regions;

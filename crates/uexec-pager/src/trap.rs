@@ -412,6 +412,10 @@ pub fn reset_program_segv_action() {
 pub unsafe fn install(ranges: &[(u64, u64)], alt_stack: usize, stats: bool) -> Result<(), i64> {
     OWN_ALT_STACK.store(alt_stack, Ordering::Relaxed);
     STATS_ON_EXIT.store(stats, Ordering::Relaxed);
+    if stats {
+        // SAFETY: single-threaded set-up; the statistics exist.
+        unsafe { crate::fatal::install() };
+    }
     let action = KernelSigaction {
         handler: on_sigsys as *const () as usize,
         // Not SA_ONSTACK: a handler running on the alternate stack could not perform the program's own
@@ -788,12 +792,17 @@ fn sigaction(mut args: [u64; 6]) -> i64 {
         }
         return 0;
     }
-    let mut copy;
+    let mut copy = KernelSigaction::default();
     if new != 0 {
         // SAFETY: as above.
         copy = unsafe { (new as *const KernelSigaction).read_unaligned() };
         copy.mask &= !SIGSET_SEGV_SYS;
         args[1] = &copy as *const KernelSigaction as u64;
+    }
+    if STATS_ON_EXIT.load(Ordering::Relaxed) {
+        if let Some(result) = crate::fatal::intercept(sig, (new != 0).then_some(copy), old) {
+            return result;
+        }
     }
     raw(nr::RT_SIGACTION, &args)
 }
