@@ -394,9 +394,10 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
     };
     match slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
-            let mapped = match predicting() {
-                true => map_with_prediction(state, region, page, slot),
-                false => map_claimed(state, region, page, slot, b"demand"),
+            let mapped = if predicting() {
+                map_with_prediction(state, region, page, slot)
+            } else {
+                map_claimed(state, region, page, slot, b"demand")
             };
             if mapped {
                 state.stats.faults.fetch_add(1, Ordering::Relaxed);
