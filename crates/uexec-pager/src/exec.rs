@@ -100,6 +100,8 @@ fn c_len(addr: u64) -> usize {
 }
 
 /// What an `execve` would run.
+// Lives on the handler's stack for one call; there is no allocator to box the script's line.
+#[allow(clippy::large_enum_variant)]
 enum Target {
     /// An executable ELF file.
     Elf,
