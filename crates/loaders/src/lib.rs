@@ -310,7 +310,7 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
         Outcome::Exit(status) => return status,
     };
     if let Some(fd) = self_fd {
-        let mut prefix = out::Bytes::<256>::new();
+        let mut prefix = uexec_pager::text::Line::<256>::new();
         prefix.push(tool.name.as_bytes()).push(b"\0-q\0");
         if started.stats {
             prefix.push(b"--stats\0");
@@ -320,7 +320,7 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
                 .push(b"--predict=")
                 .push(policy.name().as_bytes())
                 .push(b"\0--pages=");
-            prefix.decimal(u64::from(pages)).push(b"\0");
+            prefix.dec(u64::from(pages)).push(b"\0");
         }
         // SAFETY: single-threaded set-up before the program runs.
         unsafe { uexec_pager::exec::configure(fd, prefix.bytes()) };

@@ -158,7 +158,7 @@ where
 
     // load_elf_binary: a PIE with an interpreter goes to ELF_ET_DYN_BASE plus randomisation; a static-pie
     // (a "loader") and the interpreter go to the top of the mmap area.
-    let mmap_top = request.startup.aux(AT_SYSINFO_EHDR).and_then(vdso_end);
+    let mmap_top = request.startup.aux(at::SYSINFO_EHDR).and_then(vdso_end);
     let placement = match (program.image.kind, &interpreter) {
         (Kind::Dyn, Some(_)) => {
             let align = program.image.max_align;
@@ -261,9 +261,6 @@ where
         release,
     })
 }
-
-/// `AT_SYSINFO_EHDR`: where the vDSO is.
-const AT_SYSINFO_EHDR: u64 = 33;
 
 /// One past the end of the vDSO whose ELF header is at `addr`.
 fn vdso_end(addr: u64) -> Option<u64> {

@@ -19,10 +19,8 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 use uexec_elf::{page_down, page_up};
 
+use crate::stack::at;
 use crate::startup::Startup;
-
-const AT_PHDR: u64 = 3;
-const AT_PHNUM: u64 = 5;
 
 /// Replaces every segment of the loader's own file by an anonymous copy.
 ///
@@ -52,13 +50,13 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
 }
 
 fn own_phdrs(startup: &Startup) -> Option<&'static [ProgramHeader64<LE>]> {
-    let (phdr, phnum) = (startup.aux(AT_PHDR)?, startup.aux(AT_PHNUM)?);
-    // SAFETY: AT_PHDR and AT_PHNUM describe the loader's own program headers, mapped for its lifetime.
+    let (phdr, phnum) = (startup.aux(at::PHDR)?, startup.aux(at::PHNUM)?);
+    // SAFETY: at::PHDR and at::PHNUM describe the loader's own program headers, mapped for its lifetime.
     Some(unsafe { core::slice::from_raw_parts(phdr as *const ProgramHeader64<LE>, phnum as usize) })
 }
 
 fn own_bias(startup: &Startup, phdrs: &[ProgramHeader64<LE>]) -> u64 {
-    let phdr = startup.aux(AT_PHDR).unwrap_or(0);
+    let phdr = startup.aux(at::PHDR).unwrap_or(0);
     phdrs
         .iter()
         .find(|p| p.p_type.get(LE) == PT_PHDR)

@@ -38,6 +38,7 @@ pub mod at {
     pub const BASE_PLATFORM: u64 = 24;
     pub const RANDOM: u64 = 25;
     pub const EXECFN: u64 = 31;
+    pub const SYSINFO_EHDR: u64 = 33;
 }
 
 /// The most auxv entries copied from the loader's own vector (the kernel's `AT_VECTOR_SIZE` is smaller).

@@ -21,7 +21,7 @@
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
 use crate::pager;
-use crate::trap::raw;
+use crate::trap::{raw, read_word};
 
 /// A descriptor of the pager's own binary, opened before `/proc/self/exe` changed.
 static SELF_FD: AtomicI32 = AtomicI32::new(-1);
@@ -65,14 +65,6 @@ pub unsafe fn configure(self_fd: i32, prefix: &[u8]) -> bool {
     true
 }
 
-fn read_ptr(addr: u64) -> Option<u64> {
-    if addr < 4096 {
-        return None;
-    }
-    // SAFETY: the program passed this array to execve; its image pages were made accessible.
-    Some(unsafe { (addr as *const u64).read_unaligned() })
-}
-
 /// Makes the path, the argv and envp arrays and their strings accessible where they lie in the image.
 pub fn prefault_exec_args(path: u64, argv: u64, envp: u64) {
     pager::ensure_accessible(path, MAX_STRING);
@@ -81,7 +73,7 @@ pub fn prefault_exec_args(path: u64, argv: u64, envp: u64) {
         while i < 65536 {
             let slot = array.wrapping_add(8 * i);
             pager::ensure_accessible(slot, 8);
-            match read_ptr(slot) {
+            match read_word(slot) {
                 Some(0) | None => break,
                 Some(s) => pager::ensure_accessible(s, MAX_STRING),
             }
@@ -318,7 +310,7 @@ fn build_argv(scratch: usize, path: u64, argv: u64, script: Option<&Shebang>) ->
         push(path)?;
         return push_rest(&mut push, argv).map(|()| scratch as u64);
     }
-    let argv0 = read_ptr(argv).filter(|&p| p != 0).unwrap_or(path);
+    let argv0 = read_word(argv).filter(|&p| p != 0).unwrap_or(path);
     push(copy(b"--argv0")?)?;
     push(argv0)?;
     push(copy(b"--")?)?;
@@ -354,7 +346,7 @@ fn build_argv(scratch: usize, path: u64, argv: u64, script: Option<&Shebang>) ->
 fn push_rest(push: &mut impl FnMut(u64) -> Option<()>, argv: u64) -> Option<()> {
     let mut i = 1;
     loop {
-        let arg = read_ptr(argv.wrapping_add(8 * i))?;
+        let arg = read_word(argv.wrapping_add(8 * i))?;
         if arg == 0 {
             break;
         }

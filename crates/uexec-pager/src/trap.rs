@@ -594,7 +594,7 @@ fn sigprocmask(args: &[u64; 6], context: *mut c_void) -> i64 {
     // SAFETY: as above.
     let current = unsafe { saved.read_unaligned() } | virtual_blocked(tid);
     let new = if set != 0 {
-        let Some(set) = read_u64_unaligned(set) else {
+        let Some(set) = read_word(set) else {
             return -14;
         };
         match how {
@@ -668,14 +668,6 @@ fn set_virtual_blocked(tid: u32, bits: u64) {
     }
 }
 
-fn read_u64_unaligned(addr: u64) -> Option<u64> {
-    if addr < uexec_elf::PAGE_SIZE {
-        return None;
-    }
-    // SAFETY: as for `read_u64`.
-    Some(unsafe { (addr as *const u64).read_unaligned() })
-}
-
 /// Makes the pages the call may touch accessible, does what the pager needs, and performs the call.
 fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
     prefault(call, &args);
@@ -718,7 +710,7 @@ fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
             }
             if r == 0
                 && args[1] != 0
-                && read_u64(args[1]) == Some(OWN_ALT_STACK.load(Ordering::Relaxed) as u64)
+                && read_word(args[1]) == Some(OWN_ALT_STACK.load(Ordering::Relaxed) as u64)
             {
                 // The old stack reported is the pager's: report none, as after exec.
                 let none = sys::SignalStack {
@@ -745,18 +737,20 @@ fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
     raw(call, &args)
 }
 
-fn read_u64(addr: u64) -> Option<u64> {
-    if addr < uexec_elf::PAGE_SIZE || !addr.is_multiple_of(8) {
+/// Reads a word of the program's memory: a pointer or value it passed to a trapped call. `None` for an
+/// address in the first page (NULL and near it).
+pub(crate) fn read_word(addr: u64) -> Option<u64> {
+    if addr < uexec_elf::PAGE_SIZE {
         return None;
     }
     // SAFETY: only called for pointers the program passed to a call that reads them; the image pages
     // among them were made accessible. A pointer elsewhere would fault here as it faults natively in the
     // program's own libc wrapper — only for a buggy program.
-    Some(unsafe { (addr as *const u64).read_volatile() })
+    Some(unsafe { (addr as *const u64).read_unaligned() })
 }
 
 fn write_bytes<T>(addr: u64, value: &T) {
-    // SAFETY: as for `read_u64`: the program passed this pointer for the kernel to write to.
+    // SAFETY: as for `read_word`: the program passed this pointer for the kernel to write to.
     unsafe {
         core::ptr::copy_nonoverlapping(
             value as *const T as *const u8,
@@ -821,7 +815,7 @@ pub(crate) fn prefault(call: u64, args: &[u64; 6]) {
             sized(args[1], args[2].saturating_mul(16));
             for i in 0..args[2].min(1024) {
                 let base = args[1].wrapping_add(16 * i);
-                if let (Some(p), Some(l)) = (read_u64(base), read_u64(base.wrapping_add(8))) {
+                if let (Some(p), Some(l)) = (read_word(base), read_word(base.wrapping_add(8))) {
                     sized(p, l);
                 }
             }
@@ -837,7 +831,8 @@ pub(crate) fn prefault(call: u64, args: &[u64; 6]) {
             // The kernel writes signal frames onto the new stack later, from no system call the pager
             // sees: all of it must be accessible now.
             sized(args[0], 24);
-            if let (Some(sp), Some(size)) = (read_u64(args[0]), read_u64(args[0].wrapping_add(16)))
+            if let (Some(sp), Some(size)) =
+                (read_word(args[0]), read_word(args[0].wrapping_add(16)))
             {
                 sized(sp, size);
             }
