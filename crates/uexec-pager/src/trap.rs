@@ -478,8 +478,9 @@ pub unsafe fn install(ranges: &[(u64, u64)], alt_stack: usize, stats: bool) -> R
     };
     if r == -13 {
         // EACCES: without CAP_SYS_ADMIN a filter needs no_new_privs (which the program then inherits).
-        // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
-        unsafe { sys::syscall4(157, 38, 1, 0, 0) };
+        // rustix's typed prctl passes all five arguments (the kernel rejects PR_SET_NO_NEW_PRIVS
+        // with EINVAL unless the unused ones are zero). A failure here shows as the retry's EACCES.
+        let _ = rustix::thread::set_no_new_privs(true);
         // SAFETY: as above.
         r = unsafe {
             sys::syscall4(
