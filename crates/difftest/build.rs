@@ -158,6 +158,20 @@ const SPECS: &[Spec] = &[
         flags: &[],
     },
     Spec {
+        name: "small_stacks",
+        sources: &["small_stacks.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &["-pthread"],
+    },
+    Spec {
+        name: "spawn_twice",
+        sources: &["spawn_twice.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
         name: "mm_untouched",
         sources: &["mm_untouched.c"],
         lang: Lang::C,

@@ -14,27 +14,31 @@
 //!
 //! # Safety
 //!
-//! Runs in the SIGSYS handler: raw calls, fixed buffers, no allocation. The scratch area is shared by all
-//! threads under a spin flag; a successful exec never returns to release it, which is fine since the
-//! process image is gone.
+//! Runs in the SIGSYS handler: raw calls, fixed buffers, no allocation, no lock. The new argv is built
+//! on the handler's stack (a pager stack, see `crate::threads`), so nothing is left behind in memory
+//! when the exec succeeds: the child of a `vfork` shares its parent's memory, and a lock it took before
+//! an exec that never returns would stay taken for the parent (the second `system()` hung on one).
+//! An argv too long for the stack array goes in a mapping of its own, unmapped if the exec fails; after
+//! a successful exec from a `vfork` child that mapping stays in the parent (a leak of one mapping per
+//! such exec of more than [`ARGS_ON_STACK`] arguments).
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use crate::pager;
 use crate::trap::{raw, read_word};
 
 /// A descriptor of the pager's own binary, opened before `/proc/self/exe` changed.
 static SELF_FD: AtomicI32 = AtomicI32::new(-1);
-/// The scratch area for building argv: pointers first, strings from the top down.
-static SCRATCH: AtomicUsize = AtomicUsize::new(0);
-static SCRATCH_LOCK: AtomicBool = AtomicBool::new(false);
-const SCRATCH_SIZE: usize = 256 * 1024;
 /// The pager's own leading arguments (`dpager -q --stats ...`), NUL-separated.
 static mut PREFIX: [u8; 256] = [0; 256];
 static PREFIX_LEN: AtomicUsize = AtomicUsize::new(0);
 
 const AT_EMPTY_PATH: u64 = 0x1000;
 const MAX_STRING: u64 = 4096;
+/// Pointers of the new argv kept on the handler's stack (16 KiB).
+pub const ARGS_ON_STACK: usize = 2048;
+/// Most of the pager's own leading arguments.
+const MAX_PREFIX: usize = 8;
 
 /// Records how to start the pager again: its binary (`self_fd`) and leading arguments (NUL-terminated
 /// strings, concatenated). Returns false if they do not fit.
@@ -45,22 +49,15 @@ const MAX_STRING: u64 = 4096;
 pub unsafe fn configure(self_fd: i32, prefix: &[u8]) -> bool {
     // SAFETY: set-up is single-threaded; PREFIX is read only by the handler afterwards.
     let slot = unsafe { &mut *core::ptr::addr_of_mut!(PREFIX) };
-    let Some(dest) = slot.get_mut(..prefix.len()) else {
+    // The last byte stays NUL, so every part is terminated.
+    let Some(dest) = slot.get_mut(..prefix.len()).filter(|_| prefix.len() < 256) else {
         return false;
     };
     dest.copy_from_slice(prefix);
+    if prefix.split(|&b| b == 0).filter(|p| !p.is_empty()).count() > MAX_PREFIX {
+        return false;
+    }
     PREFIX_LEN.store(prefix.len(), Ordering::Relaxed);
-    // SAFETY: a fresh anonymous mapping.
-    let area = unsafe {
-        rustix::mm::mmap_anonymous(
-            core::ptr::null_mut(),
-            SCRATCH_SIZE,
-            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::PRIVATE | rustix::mm::MapFlags::NORESERVE,
-        )
-    };
-    let Ok(area) = area else { return false };
-    SCRATCH.store(area as usize, Ordering::Relaxed);
     SELF_FD.store(self_fd, Ordering::Relaxed);
     true
 }
@@ -104,7 +101,7 @@ enum Target {
 /// The `#!` line of a script, parsed as the kernel's `binfmt_script` does: the interpreter is the
 /// first word after `#!`, and the rest of the line, trimmed, is one optional argument.
 struct Shebang {
-    /// The first bytes of the file (`BINPRM_BUF_SIZE`), then a NUL copy of the interpreter's path.
+    /// The first bytes of the file (`BINPRM_BUF_SIZE`).
     line: [u8; 256],
     interp: (usize, usize),
     arg: Option<(usize, usize)>,
@@ -134,6 +131,20 @@ impl Shebang {
         })
     }
 
+    /// Ends the interpreter's path with a NUL in place (it is followed by a blank or the newline, never
+    /// by the argument), so that [`Self::interp_c`] can be passed to the kernel.
+    fn terminate_interp(&mut self) {
+        if let Some(b) = self.line.get_mut(self.interp.1) {
+            *b = 0;
+        }
+    }
+
+    /// The interpreter's path as a C string; after [`Self::terminate_interp`].
+    fn interp_c(&self) -> Option<u64> {
+        (self.line.get(self.interp.1) == Some(&0))
+            .then(|| self.line.get(self.interp.0..).map(|s| s.as_ptr() as u64))?
+    }
+
     fn interp(&self) -> &[u8] {
         self.line.get(self.interp.0..self.interp.1).unwrap_or(&[])
     }
@@ -151,13 +162,17 @@ fn classify(path: u64) -> Option<Target> {
     if line.starts_with(b"\x7fELF") {
         return Some(Target::Elf);
     }
-    let shebang = Shebang::parse(line, len)?;
+    let mut shebang = Shebang::parse(line, len)?;
     let mut interp = [0u8; 256];
     let name = shebang.interp();
     interp.get_mut(..name.len())?.copy_from_slice(name);
     let mut magic = [0u8; 4];
     let got = read_head(interp.as_ptr() as u64, &mut magic)?;
-    (got == 4 && magic == *b"\x7fELF").then_some(Target::Script(shebang))
+    if got != 4 || magic != *b"\x7fELF" {
+        return None;
+    }
+    shebang.terminate_interp();
+    Some(Target::Script(shebang))
 }
 
 /// Reads the first bytes of the executable file at the NUL-terminated `path` into `buf`; `None` if
@@ -196,29 +211,49 @@ fn read_head(path: u64, buf: &mut [u8]) -> Option<usize> {
 pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     const EXECVE: u64 = 59;
     const EXECVEAT: u64 = 322;
+    const RT_SIGPROCMASK: u64 = 14;
+    const SIG_SETMASK: u64 = 2;
     let direct = || raw(EXECVE, &[path, argv, envp, 0, 0, 0]);
     let self_fd = SELF_FD.load(Ordering::Relaxed);
-    let scratch = SCRATCH.load(Ordering::Relaxed);
-    if self_fd < 0 || scratch == 0 {
+    if self_fd < 0 {
         return direct();
     }
     let Some(target) = classify(path) else {
         return direct();
     };
-    while SCRATCH_LOCK.swap(true, Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
     let script = match &target {
         Target::Script(shebang) => Some(shebang),
         Target::Elf => None,
     };
-    let result = match build_argv(scratch, path, argv, script) {
-        Some(new_argv) => {
+    // The pager's arguments, `--argv0 X --`, the interpreter and its argument, the path, argv[1..], NULL.
+    let needed = MAX_PREFIX + 7 + count_args(argv);
+    let mut on_stack = [0u64; ARGS_ON_STACK];
+    let mut mapped = None;
+    let pointers: &mut [u64] = if needed <= ARGS_ON_STACK {
+        &mut on_stack
+    } else {
+        // SAFETY: a fresh anonymous mapping, used only by this call.
+        let area = unsafe {
+            rustix::mm::mmap_anonymous(
+                core::ptr::null_mut(),
+                needed * 8,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        };
+        let Ok(area) = area else { return direct() };
+        mapped = Some(area);
+        // SAFETY: the mapping holds `needed` zeroed words and is used by nothing else.
+        unsafe { core::slice::from_raw_parts_mut(area.cast::<u64>(), needed) }
+    };
+    let mut path_buf = [0u8; MAX_STRING as usize + 8];
+    let result = match build_argv(pointers, &mut path_buf, path, argv, script) {
+        Some(()) => {
             let mut saved = 0u64;
             raw(
-                14,
+                RT_SIGPROCMASK,
                 &[
-                    2,
+                    SIG_SETMASK,
                     &mask as *const u64 as u64,
                     &mut saved as *mut u64 as u64,
                     8,
@@ -231,7 +266,7 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
                 &[
                     self_fd as u64,
                     c"".as_ptr() as u64,
-                    new_argv,
+                    pointers.as_ptr() as u64,
                     envp,
                     AT_EMPTY_PATH,
                     0,
@@ -239,107 +274,105 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
             );
             // Only a failure returns; put the handler's mask back and let the kernel judge the original
             // call instead.
-            raw(14, &[2, &saved as *const u64 as u64, 0, 8, 0, 0]);
+            raw(
+                RT_SIGPROCMASK,
+                &[SIG_SETMASK, &saved as *const u64 as u64, 0, 8, 0, 0],
+            );
             direct()
         }
         None => direct(),
     };
-    SCRATCH_LOCK.store(false, Ordering::Release);
+    if let Some(area) = mapped {
+        // SAFETY: the mapping made above, no longer used.
+        let _ = unsafe { rustix::mm::munmap(area, needed * 8) };
+    }
     result
 }
 
-/// Writes `[pager args..., --argv0, argv[0], --, path, argv[1]..., NULL]` into the scratch area; for a
+/// The number of entries of the NULL-terminated array `argv` (what `execve` would count).
+fn count_args(argv: u64) -> usize {
+    let mut n = 0;
+    while read_word(argv.wrapping_add(8 * n as u64)).is_some_and(|p| p != 0) {
+        n += 1;
+    }
+    n
+}
+
+/// Writes `[pager args..., --argv0, argv[0], --, path, argv[1]..., NULL]` into `pointers`; for a
 /// script, `[pager args..., --argv0, INTERP, --, INTERP, [ARG], path, argv[1]..., NULL]`, the argv
-/// `binfmt_script` gives the interpreter.
-fn build_argv(scratch: usize, path: u64, argv: u64, script: Option<&Shebang>) -> Option<u64> {
-    let pointers = scratch as *mut u64;
-    let max_pointers = SCRATCH_SIZE / 2 / 8;
+/// `binfmt_script` gives the interpreter. Strings that are not already somewhere (`./` + a bare path,
+/// the target of a `/proc/self/` link) go in `path_buf`.
+fn build_argv(
+    pointers: &mut [u64],
+    path_buf: &mut [u8],
+    path: u64,
+    argv: u64,
+    script: Option<&Shebang>,
+) -> Option<()> {
     let mut count = 0usize;
-    let mut strings = scratch + SCRATCH_SIZE / 2;
-    let strings_end = scratch + SCRATCH_SIZE;
     let mut push = |value: u64| -> Option<()> {
-        if count >= max_pointers {
-            return None;
-        }
-        // SAFETY: count < max_pointers keeps the write inside the first half of the scratch area.
-        unsafe { pointers.add(count).write(value) };
+        *pointers.get_mut(count)? = value;
         count += 1;
         Some(())
     };
-    // Copies the concatenation of `parts` and a NUL into the string half; returns its address.
-    let mut copy_parts = |parts: &[&[u8]]| -> Option<u64> {
-        let at = strings;
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let end = at.checked_add(len + 1)?;
-        if end > strings_end {
-            return None;
-        }
-        let mut cursor = at;
-        for part in parts {
-            // SAFETY: [at, end) lies in the second half of the scratch area.
-            unsafe { core::ptr::copy_nonoverlapping(part.as_ptr(), cursor as *mut u8, part.len()) };
-            cursor += part.len();
-        }
-        // SAFETY: as above.
-        unsafe { (cursor as *mut u8).write(0) };
-        strings = end;
-        Some(at as u64)
-    };
-    let mut copy = |bytes: &[u8]| copy_parts(&[bytes]);
     // SAFETY: PREFIX is written only during set-up.
     let prefix = unsafe { &*core::ptr::addr_of!(PREFIX) };
-    let prefix = prefix.get(..PREFIX_LEN.load(Ordering::Relaxed))?;
-    let mut prefix_ptrs = [0u64; 8];
-    let mut n = 0;
-    for part in prefix.split(|&b| b == 0).filter(|p| !p.is_empty()) {
-        *prefix_ptrs.get_mut(n)? = copy(part)?;
-        n += 1;
+    let len = PREFIX_LEN.load(Ordering::Relaxed);
+    let mut start = 0;
+    while start < len {
+        let end = prefix.get(start..len)?.iter().position(|&b| b == 0)? + start;
+        if end > start {
+            // NUL-terminated inside PREFIX.
+            push(prefix.get(start..)?.as_ptr() as u64)?;
+        }
+        start = end + 1;
     }
-    for &p in prefix_ptrs.get(..n)? {
-        push(p)?;
-    }
+    let argv0 = c"--argv0".as_ptr() as u64;
+    let dashes = c"--".as_ptr() as u64;
     if let Some(shebang) = script {
-        let interp = copy(shebang.interp())?;
-        push(copy(b"--argv0")?)?;
+        // The interpreter's path, NUL-terminated, in the shebang's own buffer.
+        let interp = shebang.interp_c()?;
+        push(argv0)?;
         push(interp)?;
-        push(copy(b"--")?)?;
+        push(dashes)?;
         push(interp)?;
         if let Some(arg) = shebang.arg() {
-            push(copy(arg)?)?;
+            let copy = path_buf.get_mut(..arg.len() + 1)?;
+            copy.get_mut(..arg.len())?.copy_from_slice(arg);
+            *copy.last_mut()? = 0;
+            push(copy.as_ptr() as u64)?;
         }
         push(path)?;
-        return push_rest(&mut push, argv).map(|()| scratch as u64);
+        return push_rest(&mut push, argv);
     }
-    let argv0 = read_word(argv).filter(|&p| p != 0).unwrap_or(path);
-    push(copy(b"--argv0")?)?;
     push(argv0)?;
-    push(copy(b"--")?)?;
+    push(read_word(argv).filter(|&p| p != 0).unwrap_or(path))?;
+    push(dashes)?;
     // execve does not search PATH: a bare name means the current directory.
     // SAFETY: the path was made accessible and is NUL-terminated.
     let path_bytes = unsafe { core::slice::from_raw_parts(path as *const u8, c_len(path)) };
     if path_bytes.starts_with(b"/proc/self/") || path_bytes.starts_with(b"/proc/thread-self/") {
         // Names this process's files (busybox re-executes /proc/self/exe): resolve them here, since in
         // the new process they would name the pager's.
-        let mut target = [0u8; 4096];
+        const READLINK: u64 = 89;
+        let room = path_buf.len() as u64 - 1;
         let n = raw(
-            89,
-            &[
-                path,
-                target.as_mut_ptr() as u64,
-                target.len() as u64,
-                0,
-                0,
-                0,
-            ],
+            READLINK,
+            &[path, path_buf.as_mut_ptr() as u64, room, 0, 0, 0],
         );
-        let target = target.get(..usize::try_from(n).ok()?)?;
-        push(copy(target)?)?;
+        *path_buf.get_mut(usize::try_from(n).ok()?)? = 0;
+        push(path_buf.as_ptr() as u64)?;
     } else if path_bytes.contains(&b'/') {
         push(path)?;
     } else {
-        push(copy_parts(&[b"./", path_bytes])?)?;
+        let copy = path_buf.get_mut(..path_bytes.len() + 3)?;
+        copy.get_mut(..2)?.copy_from_slice(b"./");
+        copy.get_mut(2..2 + path_bytes.len())?
+            .copy_from_slice(path_bytes);
+        *copy.last_mut()? = 0;
+        push(copy.as_ptr() as u64)?;
     }
-    push_rest(&mut push, argv).map(|()| scratch as u64)
+    push_rest(&mut push, argv)
 }
 
 /// Pushes `argv[1..]` and the terminating NULL.

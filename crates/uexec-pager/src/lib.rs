@@ -12,6 +12,7 @@ pub mod predict;
 pub mod regions;
 pub mod sys;
 pub mod text;
+pub mod threads;
 pub mod trap;
 
 pub use pager::{install, Config, SetupError, Stats};

@@ -25,7 +25,7 @@ use uexec_elf::{page_down, page_up, Image, PAGE_SIZE};
 
 use crate::predict::{Policy, Predictor, MAX_PREDICT};
 use crate::regions::{Region, RegionTable, MAPPED, MAPPING, PREDICTED, UNTOUCHED};
-use crate::sys::{self, KernelSigaction, SignalStack};
+use crate::sys::{self, KernelSigaction};
 use crate::text::{prot_str, Line};
 
 /// Counters of what the pager did; all relaxed atomics, shared by every thread.
@@ -234,11 +234,10 @@ pub unsafe fn install(
             claim_and_map(state, region, page_down(page), b"start");
         }
     }
-    let alt_stack = install_handler()?;
+    install_handler()?;
     let ranges = trap_ranges(state_table_regions());
     // SAFETY: still single-threaded set-up, after the pager state exists.
-    unsafe { crate::trap::install(ranges.get(), alt_stack, config.stats) }
-        .map_err(SetupError::Signal)
+    unsafe { crate::trap::install(ranges.get(), config.stats) }.map_err(SetupError::Signal)
 }
 
 fn state_table_regions() -> &'static [Region] {
@@ -306,22 +305,9 @@ fn map_anon(len: usize) -> Result<*mut c_void, SetupError> {
     .map_err(SetupError::Map)
 }
 
-/// Size of the pager's alternate signal stack.
-const ALT_STACK: usize = 64 * 1024;
-
-/// Installs the SIGSEGV handler on a fresh alternate stack; returns the stack's address.
-fn install_handler() -> Result<usize, SetupError> {
-    let stack = map_anon(ALT_STACK)?;
-    let ss = SignalStack {
-        sp: stack as usize,
-        flags: 0,
-        size: ALT_STACK,
-    };
-    // SAFETY: the stack is a fresh mapping used for nothing else and never unmapped.
-    let r = unsafe { sys::sigaltstack(&ss) };
-    if r < 0 {
-        return Err(SetupError::Signal(r));
-    }
+/// Installs the SIGSEGV handler, with the main thread on a pager stack (see [`crate::threads`]).
+fn install_handler() -> Result<(), SetupError> {
+    crate::threads::install_main_stack().map_err(SetupError::Signal)?;
     let action = KernelSigaction {
         handler: on_segv as *const () as usize,
         // SA_SIGINFO: the handler needs si_addr and the context; SA_ONSTACK: a fault on a full program
@@ -339,7 +325,7 @@ fn install_handler() -> Result<usize, SetupError> {
     if r < 0 {
         return Err(SetupError::Signal(r));
     }
-    Ok(stack as usize)
+    Ok(())
 }
 
 /// `siginfo_t` as far as the handler reads it.

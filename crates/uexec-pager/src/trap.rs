@@ -11,13 +11,16 @@
 //!   so neither may ever be blocked; they are removed from the masks the program sets. A SIGSEGV handler
 //!   the program installs is recorded, not installed: the pager stays the handler, and passes faults that
 //!   are not its own to the program's (see [`program_segv_action`]).
-//! - `sigaltstack`: the pager's own alternate stack is reported as none, as after a real exec.
+//! - `sigaltstack`: emulated, since the handler runs on the thread's alternate stack (see
+//!   [`crate::threads`]); the pager's own stack is reported as none, as after a real exec.
 //! - `exit_group`, when statistics were asked for: they are printed first.
 //!
 //! The filter allows every call made from the loader's own code (its fixed address range), so the handler
-//! performs the trapped call with a plain `syscall` and puts the result in the program's `rax`. `clone`,
-//! `fork`, `vfork`, `clone3`, `exit` and `rt_sigreturn` are never trapped: they cannot be performed on the
-//! program's behalf from a handler.
+//! performs the trapped call with a plain `syscall` and puts the result in the program's `rax`. A `clone`
+//! that makes a thread is trapped but performed after the handler returns, by loader code that gives the
+//! new thread a pager stack first; `exit` is trapped to take that stack back (both in
+//! [`crate::threads`]); `clone3` gets `ENOSYS` from the filter. `fork`, `vfork` and `rt_sigreturn` are
+//! never trapped.
 //!
 //! # Safety
 //!
@@ -34,7 +37,7 @@ use crate::sys::{self, KernelSigaction};
 /// Where the loaders are linked: a call whose instruction pointer has these high 32 bits is the loader's.
 const LOADER_IP_HIGH: u32 = 0x3c00;
 
-mod nr {
+pub(crate) mod nr {
     pub const READ: u64 = 0;
     pub const WRITE: u64 = 1;
     pub const STAT: u64 = 4;
@@ -65,6 +68,9 @@ mod nr {
     pub const PKEY_MPROTECT: u64 = 329;
     pub const EXECVE: u64 = 59;
     pub const EXECVEAT: u64 = 322;
+    pub const CLONE: u64 = 56;
+    pub const EXIT: u64 = 60;
+    pub const CLONE3: u64 = 435;
 }
 
 /// Classic BPF, as `struct sock_filter`.
@@ -81,9 +87,14 @@ const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
 const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
 const JGT: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
+const JSET: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
 const RET: u16 = 0x06; // BPF_RET | BPF_K
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const ENOSYS: u32 = 38;
+const CLONE_VM: u32 = 0x100;
+const CLONE_VFORK: u32 = 0x4000;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 /// Offsets in `struct seccomp_data`.
 const DATA_NR: u32 = 0;
@@ -295,8 +306,9 @@ const POINTER_CALLS: &[(u64, usize)] = &[
     (329, 1), // pkey_mprotect
 ];
 
-/// Label ids: `CHECK + k` checks arguments k-1 down to 0.
+/// Label ids: `CHECK + k` checks arguments k-1 down to 0; `CLONE_FLAGS` looks at `clone`'s flags.
 const CHECK: usize = 0;
+const CLONE_FLAGS: usize = 7;
 
 /// Builds the filter: calls from the loader are allowed; some calls are always trapped; the calls in
 /// [`POINTER_CALLS`] are trapped when one of their pointer arguments lies in one of `ranges`.
@@ -306,12 +318,17 @@ fn build_filter(program: &mut Program, ranges: &[(u64, u64)], trap_exit: bool) {
     program.load(DATA_IP_HIGH);
     program.emit(JEQ, LOADER_IP_HIGH, To::Allow, To::Next);
     program.load(DATA_NR);
+    // clone3 hides its flags in memory: the C libraries fall back to clone, whose flags are seen.
+    program.emit(JEQ, nr::CLONE3 as u32, To::Next, To::Skip(1));
+    program.emit(RET, SECCOMP_RET_ERRNO | ENOSYS, To::Next, To::Next);
+    program.emit(JEQ, nr::CLONE as u32, To::Label(CLONE_FLAGS), To::Next);
     for always in [
         nr::RT_SIGACTION,
         nr::RT_SIGPROCMASK,
         nr::SIGALTSTACK,
         nr::EXECVE,
         nr::EXECVEAT,
+        nr::EXIT,
     ] {
         program.emit(JEQ, always as u32, To::Trap, To::Next);
     }
@@ -324,6 +341,12 @@ fn build_filter(program: &mut Program, ranges: &[(u64, u64)], trap_exit: bool) {
         }
     }
     program.emit(RET, SECCOMP_RET_ALLOW, To::Next, To::Next);
+    // A new thread (CLONE_VM without CLONE_VFORK) starts without an alternate stack: trap, to give it
+    // one (see crate::threads). fork and vfork keep theirs.
+    program.label(CLONE_FLAGS);
+    program.load(data_arg_low(0));
+    program.emit(JSET, CLONE_VFORK, To::Allow, To::Next);
+    program.emit(JSET, CLONE_VM, To::Trap, To::Allow);
     if ranges.is_empty() {
         return;
     }
@@ -373,8 +396,6 @@ static PROGRAM_SEGV: Virtual = Virtual(UnsafeCell::new(KernelSigaction {
     mask: 0,
 }));
 static PROGRAM_SEGV_LOCK: AtomicBool = AtomicBool::new(false);
-/// The pager's own alternate stack, hidden from the program.
-static OWN_ALT_STACK: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 static STATS_ON_EXIT: AtomicBool = AtomicBool::new(false);
 
 /// The SIGSEGV action the program asked for (`SIG_DFL` unless it installed one).
@@ -403,14 +424,13 @@ pub fn reset_program_segv_action() {
 }
 
 /// Installs the SIGSYS handler and the filter whose argument checks cover `ranges` (at most
-/// [`MAX_RANGES`]: the image's lazily mapped, non-executable parts); `alt_stack` is the pager's alternate
-/// stack, to hide; `stats` traps `exit_group` to print statistics.
+/// [`MAX_RANGES`]: the image's lazily mapped, non-executable parts); `stats` traps `exit_group` to print
+/// statistics.
 ///
 /// # Safety
 ///
 /// Single-threaded set-up, after [`pager::install`].
-pub unsafe fn install(ranges: &[(u64, u64)], alt_stack: usize, stats: bool) -> Result<(), i64> {
-    OWN_ALT_STACK.store(alt_stack, Ordering::Relaxed);
+pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
     STATS_ON_EXIT.store(stats, Ordering::Relaxed);
     if stats {
         // SAFETY: single-threaded set-up; the statistics exist.
@@ -418,13 +438,12 @@ pub unsafe fn install(ranges: &[(u64, u64)], alt_stack: usize, stats: bool) -> R
     }
     let action = KernelSigaction {
         handler: on_sigsys as *const () as usize,
-        // Not SA_ONSTACK: a handler running on the alternate stack could not perform the program's own
-        // sigaltstack() calls (EPERM while on it); trapped calls come from ordinary code with stack to
-        // spare.
+        // SA_ONSTACK: a trapped call may come from a tiny stack (a goroutine's, a small thread's); every
+        // thread has a pager stack (see crate::threads), whose sigaltstack() calls are emulated.
         // SA_NODEFER: the calls are performed inside the handler, where a signal may run a program
         // handler that makes a trapped call of its own; a blocked SIGSYS would kill. Other signals are
         // not blocked, so a blocking call stays interruptible as it is natively.
-        flags: sys::SA_SIGINFO | sys::SA_RESTORER | SA_NODEFER,
+        flags: sys::SA_SIGINFO | sys::SA_ONSTACK | sys::SA_RESTORER | SA_NODEFER,
         restorer: sys::restore_rt as *const () as usize,
         mask: 0,
     };
@@ -500,14 +519,18 @@ pub unsafe fn install(ranges: &[(u64, u64)], alt_stack: usize, stats: bool) -> R
 }
 
 /// Offsets in the x86-64 `ucontext_t` of the saved general registers (`uc_mcontext.gregs`).
-mod reg {
+pub(crate) mod reg {
     pub const R8: usize = 0;
     pub const R9: usize = 1;
     pub const R10: usize = 2;
+    pub const R11: usize = 3;
     pub const RDI: usize = 8;
     pub const RSI: usize = 9;
     pub const RDX: usize = 12;
     pub const RAX: usize = 13;
+    pub const RSP: usize = 15;
+    pub const RIP: usize = 16;
+    pub const EFL: usize = 17;
     pub const fn offset(r: usize) -> usize {
         40 + 8 * r
     }
@@ -525,13 +548,12 @@ struct SysInfo {
     arch: u32,
 }
 
-unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
+pub(crate) unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
     // SAFETY: per the caller, `context` is the ucontext of the signal being handled.
     unsafe { context.cast::<u8>().add(reg::offset(r)).cast::<u64>() }
 }
 
 const SIGSET_SEGV_SYS: u64 = (1 << (sys::SIGSEGV - 1)) | (1 << (sys::SIGSYS - 1));
-const SS_DISABLE: i32 = 2;
 const SA_NODEFER: u64 = 0x4000_0000;
 const AT_FDCWD: i32 = -100;
 
@@ -551,6 +573,14 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
             ],
         )
     };
+    if call == nr::CLONE {
+        // Performed by a stub after this handler returns, unless it cannot be.
+        if let Err(e) = crate::threads::redirect_clone(context) {
+            // SAFETY: as above.
+            unsafe { reg_ptr(context, reg::RAX).write(e as u64) };
+        }
+        return;
+    }
     let result = handle(call, args, context);
     // SAFETY: as above; writing rax sets the trapped call's return value.
     unsafe { reg_ptr(context, reg::RAX).write(result as u64) };
@@ -679,50 +709,8 @@ fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
         nr::MMAP if args[0] != 0 => pager::hand_over(args[0], args[1]),
         nr::RT_SIGPROCMASK => return sigprocmask(&args, context),
         nr::RT_SIGACTION => return sigaction(args),
-        nr::SIGALTSTACK => {
-            let r = raw(call, &args);
-            if r == 0 && args[0] != 0 {
-                // Returning from this handler restores the alternate stack saved in the signal frame
-                // (`uc_stack`): the program's new stack must go there to outlive the return.
-                let mut new = sys::SignalStack::default();
-                // SAFETY: the call above read this struct successfully.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        args[0] as *const u8,
-                        &mut new as *mut _ as *mut u8,
-                        24,
-                    )
-                };
-                if new.flags & SS_DISABLE != 0 {
-                    new = sys::SignalStack {
-                        sp: 0,
-                        flags: SS_DISABLE,
-                        size: 0,
-                    };
-                }
-                // SAFETY: `context` is the ucontext of the SIGSYS being handled; uc_stack is at offset 16.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        &new as *const _ as *const u8,
-                        context.cast::<u8>().add(16),
-                        24,
-                    )
-                };
-            }
-            if r == 0
-                && args[1] != 0
-                && read_word(args[1]) == Some(OWN_ALT_STACK.load(Ordering::Relaxed) as u64)
-            {
-                // The old stack reported is the pager's: report none, as after exec.
-                let none = sys::SignalStack {
-                    sp: 0,
-                    flags: SS_DISABLE,
-                    size: 0,
-                };
-                write_bytes(args[1], &none);
-            }
-            return r;
-        }
+        nr::SIGALTSTACK => return crate::threads::sigaltstack(args[0], args[1], context),
+        nr::EXIT => crate::threads::exit_thread(args[0]),
         nr::EXIT_GROUP => {
             pager::print_stats();
             sys::exit_group(args[0] as i32);
@@ -887,10 +875,11 @@ mod tests {
                     acc = u32::from_ne_bytes(data[k as usize..k as usize + 4].try_into().unwrap())
                 }
                 RET => return k,
-                JEQ | JGE | JGT => {
+                JEQ | JGE | JGT | JSET => {
                     let taken = match insn.code {
                         JEQ => acc == k,
                         JGE => acc >= k,
+                        JSET => acc & k != 0,
                         _ => acc > k,
                     };
                     pc += usize::from(if taken { insn.jt } else { insn.jf });
@@ -958,6 +947,28 @@ mod tests {
         );
         assert_eq!(
             run(&insns, nr::EXIT_GROUP as u32, USER_IP, [0; 6]),
+            SECCOMP_RET_TRAP
+        );
+        // A new thread's clone traps; fork and vfork pass; clone3 is refused with ENOSYS.
+        let thread = 0x3d0f00; // CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | ...
+        assert_eq!(
+            run(&insns, nr::CLONE as u32, USER_IP, [thread, 0, 0, 0, 0, 0]),
+            SECCOMP_RET_TRAP
+        );
+        assert_eq!(
+            run(&insns, nr::CLONE as u32, USER_IP, [0x4111, 0, 0, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        ); // CLONE_VM | CLONE_VFORK | SIGCHLD
+        assert_eq!(
+            run(&insns, nr::CLONE as u32, USER_IP, [0x11, 0, 0, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        ); // fork
+        assert_eq!(
+            run(&insns, nr::CLONE3 as u32, USER_IP, [0; 6]),
+            SECCOMP_RET_ERRNO | ENOSYS
+        );
+        assert_eq!(
+            run(&insns, nr::EXIT as u32, USER_IP, [0; 6]),
             SECCOMP_RET_TRAP
         );
         // statx's buffer is its fifth argument.
