@@ -1,11 +1,13 @@
 //! `--stats` under dpager and hpager: the program must still print and end exactly as natively (the
 //! statistics take over signal dispositions the program must not notice), and exactly one statistics
 //! line must appear on stderr, however the program ends: a normal exit, death by a real SIGSEGV, or
-//! death by SIGTERM.
+//! death by SIGTERM; as the invoker and as uid 65534.
 
 use std::path::Path;
 
-use difftest::{compare, fixture, require_loader, run_native, run_under, Outcome};
+use difftest::{
+    compare, fixture, identities, require_loader, run_native_as, run_under_as, Outcome,
+};
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -48,10 +50,13 @@ fn stats_leave_the_program_unchanged_and_are_printed_however_it_ends() {
         ("hpager", &["-q", "--stats"][..]),
     ] {
         let path = require_loader(loader);
-        for (prog, args) in &runs {
-            let what = format!("{prog} {args:?} under `{loader} {options:?}`");
-            let native = run_native(prog, args);
-            let loaded = run_under(&path, options, prog, args);
+        for (&who, (prog, args)) in identities()
+            .iter()
+            .flat_map(|who| runs.iter().map(move |r| (who, r)))
+        {
+            let what = format!("{prog} {args:?} under `{loader} {options:?}` {who}");
+            let native = run_native_as(who, prog, args);
+            let loaded = run_under_as(who, &path, options, prog, args);
             if let Err(e) = compare(&what, &native, &loaded) {
                 failures.push(e);
             }
