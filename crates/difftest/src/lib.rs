@@ -27,7 +27,8 @@
 //! execute bit, executable) by others; otherwise it is copied, once per process and content, into
 //! `$TMPDIR/uexec-difftest.UID/nobody/` (mode 0755) and that copy is what *both* the native and the
 //! loader run of that identity see, so the two still get the same path. (A checkout under `/root`,
-//! mode 0700, takes that route; under `/work` nothing is copied.) Only files the harness builds or
+//! mode 0700, or a build under umask 077, takes that route; with umask 022 build.rs's fixtures and
+//! the loaders are mode 0755 under 0755 directories and nothing is copied.) Only files the harness builds or
 //! finds itself (under the workspace, the build directory or the loaders' directory) are ever
 //! copied: a file the tests make unreadable on purpose is run as it is. Scratch files the tests write go in
 //! [`scratch_dir`], which 65534 can always reach and write.
