@@ -28,10 +28,10 @@
 //! `$TMPDIR/uexec-difftest.UID/nobody/` (mode 0755) and that copy is what *both* the native and the
 //! loader run of that identity see, so the two still get the same path. (A checkout under `/root`,
 //! mode 0700, or a build under umask 077, takes that route; with umask 022 build.rs's fixtures and
-//! the loaders are mode 0755 under 0755 directories and nothing is copied.) Only files the harness builds or
-//! finds itself (under the workspace, the build directory or the loaders' directory) are ever
-//! copied: a file the tests make unreadable on purpose is run as it is. Scratch files the tests write go in
-//! [`scratch_dir`], which 65534 can always reach and write.
+//! the loaders are mode 0755 under 0755 directories and nothing is copied.) Only files the harness
+//! builds or finds itself (under the workspace, the build directory or the loaders' directory) are
+//! ever copied: a file the tests make unreadable on purpose is run as it is. Scratch files the tests
+//! write go in [`scratch_dir`], which 65534 can always reach and write.
 //!
 //! # Safety
 //! One `unsafe` block: the `pre_exec` hook that lowers `RLIMIT_CORE` in the child
@@ -370,11 +370,8 @@ pub fn reachable_by_nobody(path: &Path) -> PathBuf {
     if !fresh {
         std::fs::create_dir_all(&dir).expect("create the copy directory");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let tmp = dir.join(format!(
-            ".{}.{}",
-            std::process::id(),
-            copy.display().to_string().len()
-        ));
+        // One copy at a time in this process (the lock); other processes use other names.
+        let tmp = dir.join(format!(".copying.{}", std::process::id()));
         std::fs::copy(path, &tmp)
             .unwrap_or_else(|e| panic!("cannot copy {} for uid 65534: {e}", path.display()));
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
