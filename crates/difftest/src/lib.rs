@@ -14,6 +14,25 @@
 //!
 //! Loaders are looked up in `$UEXEC_BIN_DIR` if set, else in `<workspace>/target/release`.
 //!
+//! # Two identities
+//! Every differential test runs twice in the same test function ([`identities`]): as the user
+//! running the tests ([`As::Invoker`], root in CI) and as uid/gid 65534 with no supplementary
+//! groups ([`As::Nobody`]), entered by prefixing each child with
+//! `/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups --`. A native run is only ever
+//! compared with a loader run under the same identity. When the tests do not run as root there is
+//! only one identity, the invoker's, and a note says so once per test process.
+//!
+//! Uid 65534 must be able to reach the programs and loaders it runs. A path is used as it is when
+//! every directory above it is searchable by others and the file is readable (and, if it has any
+//! execute bit, executable) by others; otherwise it is copied, once per process and content, into
+//! `$TMPDIR/uexec-difftest.UID/nobody/` (mode 0755) and that copy is what *both* the native and the
+//! loader run of that identity see, so the two still get the same path. (A checkout under `/root`,
+//! mode 0700, or a build under umask 077, takes that route; with umask 022 build.rs's fixtures and
+//! the loaders are mode 0755 under 0755 directories and nothing is copied.) Only files the harness
+//! builds or finds itself (under the workspace, the build directory or the loaders' directory) are
+//! ever copied: a file the tests make unreadable on purpose is run as it is. Scratch files the tests
+//! write go in [`scratch_dir`], which 65534 can always reach and write.
+//!
 //! # Safety
 //! One `unsafe` block: the `pre_exec` hook that lowers `RLIMIT_CORE` in the child
 //! between fork and exec (see [`command`]).
@@ -219,30 +238,209 @@ fn finish(mut child: Child, what: &str) -> Outcome {
     }
 }
 
-/// Runs `path args...` natively (argv[0] = `path`).
+/// Who a child runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum As {
+    /// The user running the tests, unchanged (root in CI).
+    Invoker,
+    /// uid 65534, gid 65534, no supplementary groups, no capabilities: an ordinary user. Only used
+    /// when the invoker is root (see [`identities`]).
+    Nobody,
+}
+
+/// `setpriv` and the options that make a root process uid/gid 65534.
+pub const SETPRIV: &str = "/usr/bin/setpriv";
+const DROP_TO_NOBODY: &[&str] = &["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+
+impl fmt::Display for As {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            As::Invoker => write!(f, "as uid {}", effective_uid().unwrap_or(u32::MAX)),
+            As::Nobody => f.write_str("as uid 65534"),
+        }
+    }
+}
+
+/// The effective uid of the test process, from `/proc/self/status`.
+pub fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The identities every differential test runs under: the invoker and, when the invoker is root,
+/// uid 65534 too. Not root: only the invoker, and a note (once per process) says so. Root without
+/// `setpriv` is a failure, not a skip.
+pub fn identities() -> &'static [As] {
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    if effective_uid() == Some(0) {
+        assert!(
+            Path::new(SETPRIV).is_file(),
+            "{SETPRIV} not found: the tests run every program as uid 65534 too (Debian: util-linux)"
+        );
+        &[As::Invoker, As::Nobody]
+    } else {
+        NOTED.call_once(|| {
+            note(&format!(
+                "NOTE: the tests run as uid {} (not root): each differential test runs once, as \
+                 that user; the second pass as uid 65534 needs root",
+                effective_uid().map_or("?".to_owned(), |u| u.to_string())
+            ))
+        });
+        &[As::Invoker]
+    }
+}
+
+/// A directory for the tests' scratch files, `$TMPDIR/uexec-difftest.UID/NAME`, created empty
+/// (any previous content removed) with mode 0777 so that uid 65534 can read and write it; its parent
+/// is mode 0755.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let base = harness_tmp();
+    let dir = base.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", dir.display()));
+    dir
+}
+
+/// `$TMPDIR/uexec-difftest.UID`, mode 0755.
+fn harness_tmp() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let base = std::env::temp_dir().join(format!(
+        "uexec-difftest.{}",
+        effective_uid().unwrap_or(u32::MAX)
+    ));
+    std::fs::create_dir_all(&base)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", base.display()));
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", base.display()));
+    base
+}
+
+/// True if a process with no relation to the owner or group (uid 65534) can search every
+/// directory above `path` and read the file, and execute it if anyone can.
+fn others_can_use(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode()).ok();
+    let Some(file) = mode(path) else {
+        return true; // missing: let the run report it
+    };
+    let dirs_ok = path
+        .ancestors()
+        .skip(1)
+        .filter(|d| !d.as_os_str().is_empty())
+        .all(|d| mode(d).is_some_and(|m| m & 0o001 != 0));
+    let exec_ok = file & 0o111 == 0 || file & 0o001 != 0;
+    dirs_ok && file & 0o004 != 0 && exec_ok
+}
+
+/// True for the files the harness builds or finds for itself: under the workspace, the build
+/// directory or [`bin_dir`]. Only those are ever copied; any other path (a refusal test's file that
+/// 65534 must not be able to read, a name looked up in `PATH`) is run exactly as given.
+fn built_here(path: &Path) -> bool {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.ancestors().nth(2).unwrap_or(manifest);
+    // $OUT_DIR is <target>/<profile>/build/difftest-HASH/out.
+    let out = Path::new(env!("OUT_DIR"));
+    let target = out.ancestors().nth(4).unwrap_or(out);
+    path.is_absolute()
+        && (path.starts_with(workspace) || path.starts_with(target) || path.starts_with(bin_dir()))
+}
+
+/// `path` as uid 65534 should be given it: `path` itself if it can use it or if the harness did not
+/// build it, else a copy it can use (see the crate header).
+pub fn reachable_by_nobody(path: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static COPYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if !built_here(path) || others_can_use(path) {
+        return path.to_path_buf();
+    }
+    let Ok(meta) = std::fs::metadata(path) else {
+        return path.to_path_buf();
+    };
+    let flat = path.display().to_string().replace('/', "_");
+    let dir = harness_tmp().join("nobody");
+    let copy = dir.join(flat.trim_start_matches('_'));
+    let _guard = COPYING.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = std::fs::metadata(&copy)
+        .is_ok_and(|c| c.len() == meta.len() && c.modified().ok() >= meta.modified().ok());
+    if !fresh {
+        std::fs::create_dir_all(&dir).expect("create the copy directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // One copy at a time in this process (the lock); other processes use other names.
+        let tmp = dir.join(format!(".copying.{}", std::process::id()));
+        std::fs::copy(path, &tmp)
+            .unwrap_or_else(|e| panic!("cannot copy {} for uid 65534: {e}", path.display()));
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::rename(&tmp, &copy).expect("rename the copy into place");
+    }
+    copy
+}
+
+/// A command that runs `program` as `who`, with [`command`]'s fixed conditions.
+fn command_as(who: As, program: &Path) -> Command {
+    match who {
+        As::Invoker => command(program.as_os_str()),
+        As::Nobody => {
+            let mut cmd = command(OsStr::new(SETPRIV));
+            cmd.args(DROP_TO_NOBODY).arg(reachable_by_nobody(program));
+            cmd
+        }
+    }
+}
+
+/// The path `who` runs for `path` (a copy for uid 65534 when it cannot reach `path`).
+pub fn path_as(who: As, path: &Path) -> PathBuf {
+    match who {
+        As::Invoker => path.to_path_buf(),
+        As::Nobody => reachable_by_nobody(path),
+    }
+}
+
+/// Runs `path args...` natively (argv[0] = `path`) as the invoker.
 pub fn run_native<S: AsRef<OsStr>>(path: impl AsRef<Path>, args: &[S]) -> Outcome {
+    run_native_as(As::Invoker, path, args)
+}
+
+/// Runs `path args...` natively as `who` (argv[0] = the path run, see [`path_as`]).
+pub fn run_native_as<S: AsRef<OsStr>>(who: As, path: impl AsRef<Path>, args: &[S]) -> Outcome {
     let path = path.as_ref();
-    let child = command(path.as_os_str())
+    let child = command_as(who, path)
         .args(args)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
+        .unwrap_or_else(|e| panic!("cannot run {} {who}: {e}", path.display()));
     finish(child, &path.display().to_string())
 }
 
-/// Runs `loader loader_args... path args...`: the program as the loader's PROG.
+/// Runs `loader loader_args... path args...` as the invoker: the program as the loader's PROG.
 pub fn run_under<S: AsRef<OsStr>, T: AsRef<OsStr>>(
     loader: impl AsRef<Path>,
     loader_args: &[S],
     path: impl AsRef<Path>,
     args: &[T],
 ) -> Outcome {
+    run_under_as(As::Invoker, loader, loader_args, path, args)
+}
+
+/// Runs `loader loader_args... path args...` as `who`; the loader and the program are both given
+/// as [`path_as`] has them for `who`.
+pub fn run_under_as<S: AsRef<OsStr>, T: AsRef<OsStr>>(
+    who: As,
+    loader: impl AsRef<Path>,
+    loader_args: &[S],
+    path: impl AsRef<Path>,
+    args: &[T],
+) -> Outcome {
     let loader = loader.as_ref();
-    let child = command(loader.as_os_str())
+    let child = command_as(who, loader)
         .args(loader_args)
-        .arg(path.as_ref())
+        .arg(path_as(who, path.as_ref()))
         .args(args)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", loader.display()));
+        .unwrap_or_else(|e| panic!("cannot run {} {who}: {e}", loader.display()));
     finish(child, &loader.display().to_string())
 }
 
@@ -283,33 +481,10 @@ pub fn require_loader(name: &str) -> PathBuf {
 }
 
 /// Prints `line` on the test process's stderr even when the test harness captures
-/// output (it captures only the `print!` family), so that skips are always visible.
+/// output (it captures only the `print!` family), so that skips and notes are always visible.
 pub fn note(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// The loader `name`, or `None` for loaders that may not be written yet. The first
-/// time a loader is found missing in this process a SKIPPED line is printed (on the
-/// real stderr, past the harness's capture); with `UEXEC_DIFFTEST_VERBOSE` set, each
-/// skipped test is named as well.
-pub fn optional_loader(name: &str, test: &str) -> Option<PathBuf> {
-    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let found = find_loader(name);
-    if found.is_none() {
-        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-        if !warned.iter().any(|w| w == name) {
-            warned.push(name.to_owned());
-            note(&format!(
-                "SKIPPED: {name} is not built (looked at {}); every {name} test passes without running",
-                bin_dir().join(name).display()
-            ));
-        }
-        if std::env::var_os("UEXEC_DIFFTEST_VERBOSE").is_some() {
-            note(&format!("SKIPPED {test}"));
-        }
-    }
-    found
 }
 
 /// What a fixture must do natively (a check on the fixture itself).
@@ -494,7 +669,8 @@ pub fn compare(what: &str, native: &Outcome, loaded: &Outcome) -> Result<(), Str
 }
 
 /// Runs every case of fixture `name` built as `variant` natively and under
-/// `loader loader_args...`, and returns all mismatches (an empty string if none).
+/// `loader loader_args...`, once per identity of [`identities`] (native as uid 65534 against the
+/// loader as uid 65534, the invoker against the invoker), and returns all mismatches.
 /// A fixture that does not behave as written natively is also reported.
 pub fn check_fixture(
     loader: &Path,
@@ -504,31 +680,33 @@ pub fn check_fixture(
 ) -> Result<(), String> {
     let fx = fixture(name, variant);
     let mut failures = Vec::new();
-    for case in cases(name) {
-        let what = format!(
-            "{name} ({variant}) {} under `{} {}`",
-            quote(case.args),
-            loader.file_name().unwrap_or_default().to_string_lossy(),
-            loader_args.join(" ")
-        );
-        let native = run_native(fx.path, case.args);
-        let native_ok = match case.native {
-            Expect::Success => native.status == Status::Code(0),
-            Expect::Signal(s) => native.status == Status::Signal(s),
-        };
-        if !native_ok || native.timed_out {
-            failures.push(format!(
-                "{what}: the fixture itself misbehaves natively ({}; expected {:?}); stdout:\n{}\nstderr:\n{}",
-                native.status,
-                case.native,
-                String::from_utf8_lossy(&native.stdout),
-                String::from_utf8_lossy(&native.stderr)
-            ));
-            continue;
-        }
-        let loaded = run_under(loader, loader_args, fx.path, case.args);
-        if let Err(e) = compare(&what, &native, &loaded) {
-            failures.push(e);
+    for &who in identities() {
+        for case in cases(name) {
+            let what = format!(
+                "{name} ({variant}) {} under `{} {}` {who}",
+                quote(case.args),
+                loader.file_name().unwrap_or_default().to_string_lossy(),
+                loader_args.join(" ")
+            );
+            let native = run_native_as(who, fx.path, case.args);
+            let native_ok = match case.native {
+                Expect::Success => native.status == Status::Code(0),
+                Expect::Signal(s) => native.status == Status::Signal(s),
+            };
+            if !native_ok || native.timed_out {
+                failures.push(format!(
+                    "{what}: the fixture itself misbehaves natively ({}; expected {:?}); stdout:\n{}\nstderr:\n{}",
+                    native.status,
+                    case.native,
+                    String::from_utf8_lossy(&native.stdout),
+                    String::from_utf8_lossy(&native.stderr)
+                ));
+                continue;
+            }
+            let loaded = run_under_as(who, loader, loader_args, fx.path, case.args);
+            if let Err(e) = compare(&what, &native, &loaded) {
+                failures.push(e);
+            }
         }
     }
     if failures.is_empty() {

@@ -1,8 +1,11 @@
-//! Every fixture natively and under `apager -q`; stdout and exit status must match.
-//! Also the fixture linked at the loader's own address, which apager must refuse.
+//! Every fixture natively and under `apager -q`, as the invoker and as uid 65534; stdout and exit
+//! status must match. Also the fixture linked at the loader's own address, which apager must refuse
+//! under both identities.
 //! apager not being built is a failure (build it with `make`).
 
-use difftest::{check_fixture, require_loader, run_native, run_under, variants, Role, Status};
+use difftest::{
+    check_fixture, identities, require_loader, run_native_as, run_under_as, variants, Role, Status,
+};
 
 fn check(name: &str, variant: &str) {
     let apager = require_loader("apager");
@@ -19,24 +22,27 @@ include!(concat!(env!("OUT_DIR"), "/fixture_tests.rs"));
 fn fixed_address_program_is_refused() {
     let apager = require_loader("apager");
     let mut seen = 0;
-    for fx in variants("fixed_addr") {
+    for (&who, fx) in identities()
+        .iter()
+        .flat_map(|who| variants("fixed_addr").map(move |fx| (who, fx)))
+    {
         assert_eq!(fx.role, Role::Refused);
         seen += 1;
-        let native = run_native(fx.path, &[] as &[&str]);
+        let native = run_native_as(who, fx.path, &[] as &[&str]);
         assert_eq!(
             native.status,
             Status::Code(0),
-            "fixed_addr ({}) must run natively: {native:?}",
+            "fixed_addr ({}) must run natively {who}: {native:?}",
             fx.variant
         );
         assert_eq!(native.stdout, b"fixed_addr: running at 0x3c0000000000\n");
 
-        let out = run_under(&apager, &["-q"], fx.path, &[] as &[&str]);
+        let out = run_under_as(who, &apager, &["-q"], fx.path, &[] as &[&str]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(
             out.status,
             Status::Code(126),
-            "apager must refuse fixed_addr with 126; stderr: {stderr:?}"
+            "apager must refuse fixed_addr with 126 {who}; stderr: {stderr:?}"
         );
         assert!(
             out.stdout.is_empty(),

@@ -1,19 +1,33 @@
 //! Debian's busybox-static, a real static program, natively and under each loader: a few
 //! applets (called as `busybox APPLET` and through a symlink named after the applet,
 //! which busybox dispatches on argv[0]), and a shell that runs applets by re-executing
-//! /proc/self/exe and other programs by execve; stdout and exit status must match.
+//! /proc/self/exe and other programs by execve; stdout and exit status must match, as the invoker
+//! and as uid 65534.
 //! Skipped with a printed note when /bin/busybox is absent.
+//!
+//! Known difference: as uid 65534 the loaders cannot re-point `/proc/self/exe` at the program
+//! (that takes CAP_SYS_RESOURCE), so an applet busybox runs by re-executing `/proc/self/exe` starts
+//! the loader instead; that one run is its own ignored test,
+//! `busybox_reexecutes_itself_as_nobody`, until the loaders handle it.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use difftest::{compare, note, require_loader, run_native, run_under};
+use difftest::{
+    compare, identities, note, require_loader, run_native_as, run_under_as, scratch_dir, As,
+};
 
 const BUSYBOX: &str = "/bin/busybox";
 
-/// A scratch directory with a file to `cat`, a `#!` script and applet symlinks.
+/// A scratch directory (that uid 65534 can use too) with a file to `cat`, a `#!` script and applet
+/// symlinks.
 fn scratch() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("busybox");
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(make_scratch).clone()
+}
+
+fn make_scratch() -> PathBuf {
+    let dir = scratch_dir("busybox");
     std::fs::write(dir.join("hello.txt"), "line one\nline two\n\u{e9}t\u{e9}\n")
         .expect("hello.txt");
     // A script the shell executes: under a pager, its interpreter must be started through the pager.
@@ -34,10 +48,38 @@ fn scratch() -> PathBuf {
     dir
 }
 
+/// Runs each of `runs` natively and under each loader as each of `who`; all mismatches.
+fn diff_runs(runs: &[(String, Vec<String>)], who: &[As]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for loader in ["apager", "dpager", "hpager"] {
+        let path = require_loader(loader);
+        for &who in who {
+            for (prog, args) in runs {
+                let what = format!("{prog} {args:?} under `{loader} -q` {who}");
+                let native = run_native_as(who, prog, args);
+                let loaded = run_under_as(who, &path, &["-q"], prog, args);
+                if let Err(e) = compare(&what, &native, &loaded) {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    failures
+}
+
+fn have_busybox(test: &str) -> bool {
+    let found = Path::new(BUSYBOX).is_file();
+    if !found {
+        note(&format!(
+            "SKIPPED {test}: /bin/busybox not found (Debian: apt-get install busybox-static)"
+        ));
+    }
+    found
+}
+
 #[test]
 fn busybox_applets_match_native() {
-    if !Path::new(BUSYBOX).is_file() {
-        note("SKIPPED busybox_applets_match_native: /bin/busybox not found (Debian: apt-get install busybox-static)");
+    if !have_busybox("busybox_applets_match_native") {
         return;
     }
     let dir = scratch();
@@ -47,42 +89,82 @@ fn busybox_applets_match_native() {
     let echo = dir.join("echo").display().to_string();
     let sh = dir.join("sh").display().to_string();
     let runs: Vec<(String, Vec<String>)> = vec![
-        (bb.clone(), vec!["echo".into(), "hello".into(), "world".into()]),
+        (
+            bb.clone(),
+            vec!["echo".into(), "hello".into(), "world".into()],
+        ),
         (bb.clone(), vec!["ls".into(), "/".into()]),
         (bb.clone(), vec!["ls".into(), "-a".into(), ls_dir]),
-        (bb.clone(), vec!["sh".into(), "-c".into(), "echo $((6*7))".into()]),
-        (bb.clone(), vec!["sh".into(), "-c".into(), "x=1; for i in 1 2 3; do x=$((x*2)); done; echo $x; exit 3".into()]),
+        (
+            bb.clone(),
+            vec!["sh".into(), "-c".into(), "echo $((6*7))".into()],
+        ),
+        (
+            bb.clone(),
+            vec![
+                "sh".into(),
+                "-c".into(),
+                "x=1; for i in 1 2 3; do x=$((x*2)); done; echo $x; exit 3".into(),
+            ],
+        ),
         (bb.clone(), vec!["cat".into(), file.clone()]),
         (bb.clone(), vec!["wc".into(), "-l".into(), file]),
         (bb.clone(), vec!["true".into()]),
         (bb.clone(), vec!["false".into()]),
         (echo, vec!["via".into(), "argv[0]".into()]),
         (sh, vec!["-c".into(), "echo sh via argv0; false".into()]),
-        // Applets busybox runs by re-executing itself, a dynamically linked program, a missing one.
+        // A dynamically linked program, a missing one, a `#!` script, all started by execve.
         (
             bb.clone(),
             vec![
                 "sh".into(),
                 "-c".into(),
                 format!(
-                    "cat {file2} | wc -c; busybox true && echo ok; /bin/true; echo $?; nonexist; echo $?; {script} arg; echo $?",
-                    file2 = dir.join("hello.txt").display(),
+                    "/bin/true; echo $?; nonexist; echo $?; {script} arg; echo $?",
                     script = dir.join("script.sh").display()
                 ),
             ],
         ),
     ];
-    let mut failures = Vec::new();
-    for loader in ["apager", "dpager", "hpager"] {
-        let path = require_loader(loader);
-        for (prog, args) in &runs {
-            let what = format!("{prog} {args:?} under `{loader} -q`");
-            let native = run_native(prog, args);
-            let loaded = run_under(&path, &["-q"], prog, args);
-            if let Err(e) = compare(&what, &native, &loaded) {
-                failures.push(e);
-            }
-        }
+    let failures = diff_runs(&runs, identities());
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Applets busybox's shell runs by re-executing `/proc/self/exe` (a pipeline, `busybox APPLET`).
+fn reexec_runs() -> Vec<(String, Vec<String>)> {
+    vec![(
+        BUSYBOX.into(),
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "cat {file} | wc -c; busybox true && echo ok",
+                file = scratch().join("hello.txt").display()
+            ),
+        ],
+    )]
+}
+
+#[test]
+fn busybox_reexecutes_itself() {
+    if !have_busybox("busybox_reexecutes_itself") {
+        return;
     }
+    let failures = diff_runs(&reexec_runs(), &[As::Invoker]);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+#[ignore = "as uid 65534 /proc/self/exe names the loader, and a re-executed applet starts the loader \
+            instead of busybox (dpager/hpager: 126, \"the image ... overlaps\"; apager: its own usage \
+            errors): the loaders must redirect an execve of /proc/self/exe to the program"]
+fn busybox_reexecutes_itself_as_nobody() {
+    if !have_busybox("busybox_reexecutes_itself_as_nobody") {
+        return;
+    }
+    if !identities().contains(&As::Nobody) {
+        return; // not root: the invoker run above is the only one
+    }
+    let failures = diff_runs(&reexec_runs(), &[As::Nobody]);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

@@ -1,13 +1,10 @@
-//! Every fixture natively and under `dpager -q`; stdout and exit status must match.
-//! Skipped, with a printed line, while dpager is not built.
+//! Every fixture natively and under `dpager -q`, as the invoker and as uid 65534; stdout and exit
+//! status must match. dpager not being built is a failure (build it with `make`).
 
-use difftest::{check_fixture, optional_loader};
+use difftest::{check_fixture, require_loader};
 
 fn check(name: &str, variant: &str) {
-    let Some(dpager) = optional_loader("dpager", &format!("{name} ({variant}) under dpager"))
-    else {
-        return;
-    };
+    let dpager = require_loader("dpager");
     if let Err(report) = check_fixture(&dpager, &["-q"], name, variant) {
         panic!("\n{report}");
     }

@@ -1,13 +1,13 @@
 //! A Go program (fixtures/go), natively and under each loader: the Go runtime installs its own handlers
 //! for every signal, runs them on sigaltstacks of its own, preempts goroutines with SIGURG, makes raw
 //! system calls, and recovers a nil dereference through its SIGSEGV handler — everything the pagers
-//! must pass through or virtualise. Skipped with a printed note when `go` is not installed (Debian:
+//! must pass through or virtualise; as the invoker and as uid 65534. Skipped with a printed note when `go` is not installed (Debian:
 //! golang-go; .ci/run installs it).
 
 use std::path::Path;
 use std::process::Command;
 
-use difftest::{compare, note, require_loader, run_native, run_under};
+use difftest::{compare, identities, note, require_loader, run_native_as, run_under_as};
 
 #[test]
 fn go_program_matches_native() {
@@ -33,23 +33,25 @@ fn go_program_matches_native() {
         .status()
         .expect("running go build");
     assert!(status.success(), "go build failed");
-    let native = run_native(&binary, &["x"]);
     let mut failures = Vec::new();
-    for (loader, options) in [
-        ("apager", &["-q"][..]),
-        ("dpager", &["-q"][..]),
-        ("hpager", &["-q", "--predict=adaptive"][..]),
-        ("hpager", &["-q", "--predict=next", "--pages=3"][..]),
-    ] {
-        let path = require_loader(loader);
-        for _ in 0..3 {
-            let loaded = run_under(&path, options, &binary, &["x"]);
-            if let Err(e) = compare(
-                &format!("go program under `{loader} {options:?}`"),
-                &native,
-                &loaded,
-            ) {
-                failures.push(e);
+    for &who in identities() {
+        let native = run_native_as(who, &binary, &["x"]);
+        for (loader, options) in [
+            ("apager", &["-q"][..]),
+            ("dpager", &["-q"][..]),
+            ("hpager", &["-q", "--predict=adaptive"][..]),
+            ("hpager", &["-q", "--predict=next", "--pages=3"][..]),
+        ] {
+            let path = require_loader(loader);
+            for _ in 0..3 {
+                let loaded = run_under_as(who, &path, options, &binary, &["x"]);
+                if let Err(e) = compare(
+                    &format!("go program under `{loader} {options:?}` {who}"),
+                    &native,
+                    &loaded,
+                ) {
+                    failures.push(e);
+                }
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Every fixture natively and under `hpager -q --predict=POLICY` for every policy
 //! (and both default window sizes for `adaptive` and `next`); stdout and exit
-//! status must match. Skipped, with a printed line, while hpager is not built.
+//! status must match, as the invoker and as uid 65534. hpager not being built is a failure.
 
-use difftest::{check_fixture, optional_loader};
+use difftest::{check_fixture, require_loader};
 
 const CONFIGS: &[&[&str]] = &[
     &["-q", "--predict=none"],
@@ -15,10 +15,7 @@ const CONFIGS: &[&[&str]] = &[
 ];
 
 fn check(name: &str, variant: &str) {
-    let Some(hpager) = optional_loader("hpager", &format!("{name} ({variant}) under hpager"))
-    else {
-        return;
-    };
+    let hpager = require_loader("hpager");
     let failures: Vec<String> = CONFIGS
         .iter()
         .filter_map(|args| check_fixture(&hpager, args, name, variant).err())

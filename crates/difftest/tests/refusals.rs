@@ -2,17 +2,19 @@
 //! execute permission, a shell script, an empty file, a truncated ELF file, a 32-bit ELF file, a
 //! relocatable object. Each must be refused before anything runs, with exit status 127 (not found)
 //! or 126 (cannot execute), nothing on stdout, and exactly one line on stderr naming the file and the
-//! problem. (The ELF rules themselves are unit-tested case by case in crates/uexec-elf.)
+//! problem; as the invoker and as uid 65534, who also meets files and directories it may not read,
+//! execute or search, and must get the status a shell would give (126, "Permission denied"). (The ELF rules themselves are unit-tested case by case in crates/uexec-elf.)
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
-use difftest::{fixture, require_loader, run_under, Status};
+use difftest::{fixture, identities, require_loader, run_under_as, scratch_dir, As, Status};
 
+/// The scratch directory, emptied once per process; uid 65534 can search it.
 fn scratch() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("refusals");
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| scratch_dir("refusals")).clone()
 }
 
 /// Writes `bytes` to `name` in the scratch directory with mode `mode`.
@@ -23,7 +25,11 @@ fn file(name: &str, bytes: &[u8], mode: u32) -> String {
     path.display().to_string()
 }
 
-fn cases() -> Vec<(String, i32, &'static str)> {
+/// The bad inputs `who` must see refused: the same files for both identities, plus, for uid 65534,
+/// a file only its owner (root) may run, a file it may execute but not read (the kernel would run it;
+/// a loader has to read it and cannot), and a file and a missing name inside a directory it may not
+/// search.
+fn cases(who: As) -> Vec<(String, i32, &'static str)> {
     let real = std::fs::read(fixture("malloc", "glibc-static").path).expect("read a fixture");
     let mut class32 = real.clone();
     class32[4] = 1; // ELFCLASS32
@@ -31,7 +37,7 @@ fn cases() -> Vec<(String, i32, &'static str)> {
     object[16] = 1; // ET_REL
     let dir = scratch().join("a-directory");
     std::fs::create_dir_all(&dir).expect("dir");
-    vec![
+    let mut cases = vec![
         (
             scratch().join("does-not-exist").display().to_string(),
             127,
@@ -52,7 +58,26 @@ fn cases() -> Vec<(String, i32, &'static str)> {
         (file("truncated", &real[..40], 0o755), 126, "truncated"),
         (file("class32", &class32, 0o755), 126, "32-bit"),
         (file("object.o", &object, 0o755), 126, "relocatable object"),
-    ]
+    ];
+    if who == As::Nobody {
+        let locked = scratch().join("locked");
+        std::fs::create_dir_all(&locked).expect("dir");
+        let inside = locked.join("prog");
+        std::fs::write(&inside, &real).expect("write scratch file");
+        std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        cases.extend([
+            (file("owner-only", &real, 0o700), 126, "Permission denied"),
+            (file("execute-only", &real, 0o711), 126, "Permission denied"),
+            (inside.display().to_string(), 126, "Permission denied"),
+            (
+                locked.join("missing").display().to_string(),
+                126,
+                "Permission denied",
+            ),
+        ]);
+    }
+    cases
 }
 
 #[test]
@@ -60,8 +85,11 @@ fn bad_input_is_refused_with_one_line_and_a_shell_status() {
     let mut failures = Vec::new();
     for loader in ["apager", "dpager", "hpager"] {
         let path = require_loader(loader);
-        for (target, status, words) in cases() {
-            let out = run_under(&path, &["-q"], &target, &[] as &[&str]);
+        for (&who, (target, status, words)) in identities()
+            .iter()
+            .flat_map(|who| cases(*who).into_iter().map(move |c| (who, c)))
+        {
+            let out = run_under_as(who, &path, &["-q"], &target, &[] as &[&str]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let lines: Vec<&str> = stderr.lines().collect();
             let ok = out.status == Status::Code(status)
@@ -71,7 +99,7 @@ fn bad_input_is_refused_with_one_line_and_a_shell_status() {
                 && lines[0].contains(words);
             if !ok {
                 failures.push(format!(
-                    "{loader} {target}: expected status {status} and one line containing {words:?}; \
+                    "{loader} {target} {who}: expected status {status} and one line containing {words:?}; \
                      got {:?}, stdout {:?}, stderr {stderr:?}",
                     out.status,
                     String::from_utf8_lossy(&out.stdout)
@@ -87,12 +115,21 @@ fn a_name_without_slash_is_looked_up_in_path() {
     // run_under gives the children a fixed PATH (/usr/local/bin:/usr/bin:/bin): `true` is found there,
     // a made-up name is not.
     let apager = require_loader("apager");
-    let found = run_under(&apager, &["-q"], "true", &[] as &[&str]);
-    assert_eq!(found.status, Status::Code(0), "{found:?}");
-    let missing = run_under(&apager, &["-q"], "uexec-no-such-command", &[] as &[&str]);
-    assert_eq!(missing.status, Status::Code(127), "{missing:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&missing.stderr),
-        "apager: uexec-no-such-command: command not found\n"
-    );
+    for &who in identities() {
+        let found = run_under_as(who, &apager, &["-q"], "true", &[] as &[&str]);
+        assert_eq!(found.status, Status::Code(0), "{who}: {found:?}");
+        let missing = run_under_as(
+            who,
+            &apager,
+            &["-q"],
+            "uexec-no-such-command",
+            &[] as &[&str],
+        );
+        assert_eq!(missing.status, Status::Code(127), "{who}: {missing:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&missing.stderr),
+            "apager: uexec-no-such-command: command not found\n",
+            "{who}"
+        );
+    }
 }
