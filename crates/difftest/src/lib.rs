@@ -715,3 +715,37 @@ pub fn check_fixture(
         Err(failures.join("\n"))
     }
 }
+
+/// Builds `fixtures/go/NAME.go` as a static Go binary (`CGO_ENABLED=0`) in the harness's temporary
+/// directory;
+/// `None`, with a printed note, when `go` is not installed (Debian: golang-go; .ci/run installs it).
+pub fn go_binary(name: &str) -> Option<PathBuf> {
+    let go = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("go"))
+            .find(|p| p.is_file())
+    });
+    let Some(go) = go else {
+        note(&format!(
+            "SKIPPED {name}.go: `go` not found (Debian: apt-get install golang-go)"
+        ));
+        return None;
+    };
+    let tmp = harness_tmp().join("go");
+    std::fs::create_dir_all(&tmp).expect("go scratch dir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../fixtures/go/{name}.go"));
+    let binary = tmp.join(name);
+    let status = Command::new(go)
+        .arg("build")
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", tmp.join("cache"))
+        .env("GOPATH", tmp.join("gopath"))
+        .env("GO111MODULE", "off")
+        .status()
+        .expect("running go build");
+    assert!(status.success(), "go build of {name}.go failed");
+    Some(binary)
+}

@@ -4,35 +4,13 @@
 //! must pass through or virtualise; as the invoker and as uid 65534. Skipped with a printed note when `go` is not installed (Debian:
 //! golang-go; .ci/run installs it).
 
-use std::path::Path;
-use std::process::Command;
-
-use difftest::{compare, identities, note, require_loader, run_native_as, run_under_as};
+use difftest::{compare, go_binary, identities, require_loader, run_native_as, run_under_as};
 
 #[test]
 fn go_program_matches_native() {
-    let Ok(go) = which("go") else {
-        note(
-            "SKIPPED go_program_matches_native: `go` not found (Debian: apt-get install golang-go)",
-        );
+    let Some(binary) = go_binary("goroutines") else {
         return;
     };
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go");
-    std::fs::create_dir_all(&tmp).expect("go scratch dir");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/go/goroutines.go");
-    let binary = tmp.join("goroutines");
-    let status = Command::new(go)
-        .arg("build")
-        .arg("-o")
-        .arg(&binary)
-        .arg(&source)
-        .env("CGO_ENABLED", "0")
-        .env("GOCACHE", tmp.join("cache"))
-        .env("GOPATH", tmp.join("gopath"))
-        .env("GO111MODULE", "off")
-        .status()
-        .expect("running go build");
-    assert!(status.success(), "go build failed");
     let mut failures = Vec::new();
     for &who in identities() {
         let native = run_native_as(who, &binary, &["x"]);
@@ -56,12 +34,4 @@ fn go_program_matches_native() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
-}
-
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    let path = std::env::var_os("PATH").ok_or(())?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
 }

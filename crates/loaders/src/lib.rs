@@ -82,6 +82,8 @@ pub enum Outcome {
 /// A loaded program, and where a pager's log lines go from now on.
 pub struct Started {
     pub ready: Ready,
+    /// The program's path as it was opened (after the PATH search).
+    pub program: &'static core::ffi::CStr,
     /// `--stats`.
     pub stats: bool,
     /// `--predict` and `--pages`, for hpager (adaptive and 2 by default).
@@ -264,6 +266,7 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     match result {
         Ok(ready) => Outcome::Start(Started {
             ready,
+            program: path,
             stats: options.stats,
             predict,
             log_fd,
@@ -323,7 +326,7 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
             prefix.dec(u64::from(pages)).push(b"\0");
         }
         // SAFETY: single-threaded set-up before the program runs.
-        unsafe { uexec_pager::exec::configure(fd, prefix.bytes()) };
+        unsafe { uexec_pager::exec::configure(fd, prefix.bytes(), started.program) };
     }
     let ready = &started.ready;
     let config = uexec_pager::Config {

@@ -24,6 +24,8 @@
 
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
+use linux_raw_sys::general as k;
+
 use crate::pager;
 use crate::trap::{raw, read_word};
 
@@ -32,8 +34,11 @@ static SELF_FD: AtomicI32 = AtomicI32::new(-1);
 /// The pager's own leading arguments (`dpager -q --stats ...`), NUL-separated.
 static mut PREFIX: [u8; 256] = [0; 256];
 static PREFIX_LEN: AtomicUsize = AtomicUsize::new(0);
+/// The program's absolute path, NUL-terminated: what `/proc/self/exe` names natively (it names the
+/// pager when the pager could not point it at the program, as for an unprivileged user).
+static mut PROGRAM: [u8; MAX_STRING as usize] = [0; MAX_STRING as usize];
 
-const AT_EMPTY_PATH: u64 = 0x1000;
+const AT_EMPTY_PATH: u64 = k::AT_EMPTY_PATH as u64;
 const MAX_STRING: u64 = 4096;
 /// Pointers of the new argv kept on the handler's stack (16 KiB).
 pub const ARGS_ON_STACK: usize = 2048;
@@ -41,12 +46,49 @@ pub const ARGS_ON_STACK: usize = 2048;
 const MAX_PREFIX: usize = 8;
 
 /// Records how to start the pager again: its binary (`self_fd`) and leading arguments (NUL-terminated
-/// strings, concatenated). Returns false if they do not fit.
+/// strings, concatenated), and the program's path (made absolute here, before the program can change
+/// directory). Returns false if they do not fit.
 ///
 /// # Safety
 ///
 /// Single-threaded set-up, before the program runs.
-pub unsafe fn configure(self_fd: i32, prefix: &[u8]) -> bool {
+pub unsafe fn configure(self_fd: i32, prefix: &[u8], program: &core::ffi::CStr) -> bool {
+    // SAFETY: set-up is single-threaded; PROGRAM is read only by the handler afterwards.
+    let absolute = unsafe { &mut *core::ptr::addr_of_mut!(PROGRAM) };
+    let program = program.to_bytes();
+    let mut at = 0;
+    if !program.starts_with(b"/") {
+        const GETCWD: u64 = k::__NR_getcwd as u64;
+        let n = raw(
+            GETCWD,
+            &[
+                absolute.as_mut_ptr() as u64,
+                absolute.len() as u64,
+                0,
+                0,
+                0,
+                0,
+            ],
+        );
+        // getcwd's length counts the NUL.
+        let Some(len) = usize::try_from(n).ok().and_then(|n| n.checked_sub(1)) else {
+            return false;
+        };
+        at = len;
+        let Some(slash) = absolute.get_mut(at) else {
+            return false;
+        };
+        *slash = b'/';
+        at += 1;
+    }
+    let Some(dest) = absolute.get_mut(at..at + program.len() + 1) else {
+        return false;
+    };
+    let Some((last, name)) = dest.split_last_mut() else {
+        return false;
+    };
+    name.copy_from_slice(program);
+    *last = 0;
     // SAFETY: set-up is single-threaded; PREFIX is read only by the handler afterwards.
     let slot = unsafe { &mut *core::ptr::addr_of_mut!(PREFIX) };
     // The last byte stays NUL, so every part is terminated.
@@ -178,11 +220,11 @@ fn classify(path: u64) -> Option<Target> {
 /// Reads the first bytes of the executable file at the NUL-terminated `path` into `buf`; `None` if
 /// it may not be executed or read.
 fn read_head(path: u64, buf: &mut [u8]) -> Option<usize> {
-    const ACCESS: u64 = 21;
-    const OPEN: u64 = 2;
-    const READ: u64 = 0;
-    const CLOSE: u64 = 3;
-    const X_OK: u64 = 1;
+    const ACCESS: u64 = k::__NR_access as u64;
+    const OPEN: u64 = k::__NR_open as u64;
+    const READ: u64 = k::__NR_read as u64;
+    const CLOSE: u64 = k::__NR_close as u64;
+    const X_OK: u64 = k::X_OK as u64;
     const O_RDONLY_CLOEXEC: u64 = 0o2000000;
     if raw(ACCESS, &[path, X_OK, 0, 0, 0, 0]) != 0 {
         return None;
@@ -209,10 +251,10 @@ fn read_head(path: u64, buf: &mut [u8]) -> Option<usize> {
 /// Performs the program's `execve(path, argv, envp)`, through the pager when it is an ELF program.
 /// `mask` is the program's blocked set, which the new process inherits (not the handler's).
 pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
-    const EXECVE: u64 = 59;
-    const EXECVEAT: u64 = 322;
-    const RT_SIGPROCMASK: u64 = 14;
-    const SIG_SETMASK: u64 = 2;
+    const EXECVE: u64 = k::__NR_execve as u64;
+    const EXECVEAT: u64 = k::__NR_execveat as u64;
+    const RT_SIGPROCMASK: u64 = k::__NR_rt_sigprocmask as u64;
+    const SIG_SETMASK: u64 = k::SIG_SETMASK as u64;
     let direct = || raw(EXECVE, &[path, argv, envp, 0, 0, 0]);
     let self_fd = SELF_FD.load(Ordering::Relaxed);
     if self_fd < 0 {
@@ -351,10 +393,18 @@ fn build_argv(
     // execve does not search PATH: a bare name means the current directory.
     // SAFETY: the path was made accessible and is NUL-terminated.
     let path_bytes = unsafe { core::slice::from_raw_parts(path as *const u8, c_len(path)) };
-    if path_bytes.starts_with(b"/proc/self/") || path_bytes.starts_with(b"/proc/thread-self/") {
+    if path_bytes == b"/proc/self/exe" || path_bytes == b"/proc/thread-self/exe" {
+        // The program re-executes itself (busybox does): natively that is the program, whatever the
+        // link says here.
+        // SAFETY: PROGRAM is written only during set-up.
+        let program = unsafe { &*core::ptr::addr_of!(PROGRAM) };
+        push(program.as_ptr() as u64)?;
+    } else if path_bytes.starts_with(b"/proc/self/")
+        || path_bytes.starts_with(b"/proc/thread-self/")
+    {
         // Names this process's files (busybox re-executes /proc/self/exe): resolve them here, since in
         // the new process they would name the pager's.
-        const READLINK: u64 = 89;
+        const READLINK: u64 = k::__NR_readlink as u64;
         let room = path_buf.len() as u64 - 1;
         let n = raw(
             READLINK,

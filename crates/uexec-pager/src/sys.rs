@@ -8,11 +8,13 @@
 
 use core::arch::naked_asm;
 
-pub const SIGSEGV: i32 = 11;
-pub const SIGSYS: i32 = 31;
-pub const SA_SIGINFO: u64 = 0x4;
-pub const SA_ONSTACK: u64 = 0x0800_0000;
-pub const SA_RESTORER: u64 = 0x0400_0000;
+use linux_raw_sys::general as k;
+
+pub const SIGSEGV: i32 = k::SIGSEGV as i32;
+pub const SIGSYS: i32 = k::SIGSYS as i32;
+pub const SA_SIGINFO: u64 = k::SA_SIGINFO as u64;
+pub const SA_ONSTACK: u64 = k::SA_ONSTACK as u64;
+pub const SA_RESTORER: u64 = k::SA_RESTORER as u64;
 pub const SIG_DFL: usize = 0;
 
 /// `struct sigaction` as the kernel's `rt_sigaction` reads it on x86-64.
@@ -62,7 +64,7 @@ pub unsafe fn rt_sigaction(
     let new = new.map_or(0, |n| n as *const _ as u64);
     let old = old.map_or(0, |o| o as *mut _ as u64);
     // SAFETY: both pointers are null or point at live sigaction structs of the kernel's layout.
-    unsafe { syscall4(13, sig as u64, new, old, 8) }
+    unsafe { syscall4(k::__NR_rt_sigaction as u64, sig as u64, new, old, 8) }
 }
 
 /// `sigaltstack(new, NULL)`.
@@ -72,19 +74,19 @@ pub unsafe fn rt_sigaction(
 /// `new` must describe memory that stays mapped and unused by anything else while it is installed.
 pub unsafe fn sigaltstack(new: &SignalStack) -> i64 {
     // SAFETY: per the contract.
-    unsafe { syscall4(131, new as *const _ as u64, 0, 0, 0) }
+    unsafe { syscall4(k::__NR_sigaltstack as u64, new as *const _ as u64, 0, 0, 0) }
 }
 
 /// Ends the process with `status`, from anywhere (a signal handler included).
 pub fn exit_group(status: i32) -> ! {
     // SAFETY: exit_group takes one integer and does not return.
     unsafe {
-        core::arch::asm!("syscall", in("rax") 231, in("rdi") status, options(noreturn, nostack))
+        core::arch::asm!("syscall", in("rax") k::__NR_exit_group, in("rdi") status, options(noreturn, nostack))
     }
 }
 
 /// The `sa_restorer` every handler installed here uses: returns from the signal frame.
 #[unsafe(naked)]
 pub extern "C" fn restore_rt() {
-    naked_asm!("mov eax, 15", "syscall", "ud2")
+    naked_asm!("mov eax, {n}", "syscall", "ud2", n = const k::__NR_rt_sigreturn)
 }

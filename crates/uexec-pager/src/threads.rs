@@ -26,6 +26,8 @@ use core::arch::naked_asm;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use linux_raw_sys::errno;
+use linux_raw_sys::general as k;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use uexec_elf::PAGE_SIZE;
 
@@ -45,15 +47,15 @@ static BASES: [AtomicUsize; MAX_STACKS] = [const { AtomicUsize::new(0) }; MAX_ST
 /// Who holds each stack: 0 free, [`TAKEN`], or the thread id.
 static OWNERS: [AtomicU32; MAX_STACKS] = [const { AtomicU32::new(0) }; MAX_STACKS];
 
-const SS_ONSTACK: i32 = 1;
-const SS_DISABLE: i32 = 2;
-const SS_AUTODISARM: i32 = 1 << 31;
-const MINSIGSTKSZ: usize = 2048;
-const EAGAIN: i64 = -11;
-const EFAULT: i64 = -14;
-const EINVAL: i64 = -22;
-const ENOMEM: i64 = -12;
-const EPERM: i64 = -1;
+const SS_ONSTACK: i32 = k::SS_ONSTACK as i32;
+const SS_DISABLE: i32 = k::SS_DISABLE as i32;
+const SS_AUTODISARM: i32 = k::SS_AUTODISARM as i32;
+const MINSIGSTKSZ: usize = k::MINSIGSTKSZ as usize;
+const EAGAIN: i64 = -(errno::EAGAIN as i64);
+const EFAULT: i64 = -(errno::EFAULT as i64);
+const EINVAL: i64 = -(errno::EINVAL as i64);
+const ENOMEM: i64 = -(errno::ENOMEM as i64);
+const EPERM: i64 = -(errno::EPERM as i64);
 /// Offset of `uc_stack` in the x86-64 `ucontext_t` (after `uc_flags` and `uc_link`).
 const UC_STACK_OFFSET: usize = 16;
 
@@ -226,7 +228,7 @@ unsafe extern "C" fn install_and_return() {
         "add r11, rcx",
         "lea rdi, [r11 + 40]",
         "xor esi, esi",
-        "mov eax, 131", // sigaltstack(&slot.ss, NULL)
+        "mov eax, {sigaltstack}", // sigaltstack(&slot.ss, NULL)
         "syscall",
         "lea rax, [rdi - 40]",
         "mov rsi, qword ptr [rax + 24]",
@@ -237,6 +239,7 @@ unsafe extern "C" fn install_and_return() {
         "xor eax, eax",
         "jmp rcx",
         slots = sym CLONE_SLOTS,
+        sigaltstack = const k::__NR_sigaltstack,
     )
 }
 
@@ -399,7 +402,7 @@ fn write_stack(addr: u64, stack: &SignalStack) -> bool {
 pub(crate) fn exit_thread(code: u64) -> ! {
     let mut current = SignalStack::default();
     raw(
-        131,
+        k::__NR_sigaltstack as u64,
         &[0, &mut current as *mut SignalStack as u64, 0, 0, 0, 0],
     );
     let held = index_of(current.sp).or_else(|| owned_by(tid()));
@@ -413,11 +416,12 @@ pub(crate) fn exit_thread(code: u64) -> ! {
             "jz 2f",
             "mov dword ptr [{owner}], 0",
             "2:",
-            "mov eax, 60",
+            "mov eax, {exit}",
             "syscall",
             "ud2",
             owner = in(reg) owner,
             in("rdi") code,
+            exit = const k::__NR_exit,
             options(noreturn, nostack),
         )
     }

@@ -32,45 +32,50 @@ use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::pager;
+use linux_raw_sys::general as k;
+
 use crate::sys::{self, KernelSigaction};
 
 /// Where the loaders are linked: a call whose instruction pointer has these high 32 bits is the loader's.
 const LOADER_IP_HIGH: u32 = 0x3c00;
 
+/// System call numbers the handler dispatches on.
 pub(crate) mod nr {
-    pub const READ: u64 = 0;
-    pub const WRITE: u64 = 1;
-    pub const STAT: u64 = 4;
-    pub const FSTAT: u64 = 5;
-    pub const LSTAT: u64 = 6;
-    pub const MMAP: u64 = 9;
-    pub const MPROTECT: u64 = 10;
-    pub const MUNMAP: u64 = 11;
-    pub const RT_SIGACTION: u64 = 13;
-    pub const RT_SIGPROCMASK: u64 = 14;
-    pub const PREAD64: u64 = 17;
-    pub const PWRITE64: u64 = 18;
-    pub const READV: u64 = 19;
-    pub const WRITEV: u64 = 20;
-    pub const PIPE: u64 = 22;
-    pub const MREMAP: u64 = 25;
-    pub const MADVISE: u64 = 28;
-    pub const GETCWD: u64 = 79;
-    pub const READLINK: u64 = 89;
-    pub const SIGALTSTACK: u64 = 131;
-    pub const GETDENTS64: u64 = 217;
-    pub const EXIT_GROUP: u64 = 231;
-    pub const NEWFSTATAT: u64 = 262;
-    pub const READLINKAT: u64 = 267;
-    pub const PIPE2: u64 = 293;
-    pub const GETRANDOM: u64 = 318;
-    pub const STATX: u64 = 332;
-    pub const PKEY_MPROTECT: u64 = 329;
-    pub const EXECVE: u64 = 59;
-    pub const EXECVEAT: u64 = 322;
-    pub const CLONE: u64 = 56;
-    pub const EXIT: u64 = 60;
-    pub const CLONE3: u64 = 435;
+    use linux_raw_sys::general as k;
+
+    pub const READ: u64 = k::__NR_read as u64;
+    pub const WRITE: u64 = k::__NR_write as u64;
+    pub const STAT: u64 = k::__NR_stat as u64;
+    pub const FSTAT: u64 = k::__NR_fstat as u64;
+    pub const LSTAT: u64 = k::__NR_lstat as u64;
+    pub const MMAP: u64 = k::__NR_mmap as u64;
+    pub const MPROTECT: u64 = k::__NR_mprotect as u64;
+    pub const MUNMAP: u64 = k::__NR_munmap as u64;
+    pub const RT_SIGACTION: u64 = k::__NR_rt_sigaction as u64;
+    pub const RT_SIGPROCMASK: u64 = k::__NR_rt_sigprocmask as u64;
+    pub const PREAD64: u64 = k::__NR_pread64 as u64;
+    pub const PWRITE64: u64 = k::__NR_pwrite64 as u64;
+    pub const READV: u64 = k::__NR_readv as u64;
+    pub const WRITEV: u64 = k::__NR_writev as u64;
+    pub const PIPE: u64 = k::__NR_pipe as u64;
+    pub const MREMAP: u64 = k::__NR_mremap as u64;
+    pub const MADVISE: u64 = k::__NR_madvise as u64;
+    pub const GETCWD: u64 = k::__NR_getcwd as u64;
+    pub const READLINK: u64 = k::__NR_readlink as u64;
+    pub const SIGALTSTACK: u64 = k::__NR_sigaltstack as u64;
+    pub const GETDENTS64: u64 = k::__NR_getdents64 as u64;
+    pub const EXIT_GROUP: u64 = k::__NR_exit_group as u64;
+    pub const NEWFSTATAT: u64 = k::__NR_newfstatat as u64;
+    pub const READLINKAT: u64 = k::__NR_readlinkat as u64;
+    pub const PIPE2: u64 = k::__NR_pipe2 as u64;
+    pub const GETRANDOM: u64 = k::__NR_getrandom as u64;
+    pub const STATX: u64 = k::__NR_statx as u64;
+    pub const PKEY_MPROTECT: u64 = k::__NR_pkey_mprotect as u64;
+    pub const EXECVE: u64 = k::__NR_execve as u64;
+    pub const EXECVEAT: u64 = k::__NR_execveat as u64;
+    pub const CLONE: u64 = k::__NR_clone as u64;
+    pub const EXIT: u64 = k::__NR_exit as u64;
+    pub const CLONE3: u64 = k::__NR_clone3 as u64;
 }
 
 /// Classic BPF, as `struct sock_filter`.
@@ -89,13 +94,13 @@ const JGE: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
 const JGT: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
 const JSET: u16 = 0x45; // BPF_JMP | BPF_JSET | BPF_K
 const RET: u16 = 0x06; // BPF_RET | BPF_K
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
-const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-const ENOSYS: u32 = 38;
-const CLONE_VM: u32 = 0x100;
-const CLONE_VFORK: u32 = 0x4000;
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const SECCOMP_RET_ALLOW: u32 = linux_raw_sys::ptrace::SECCOMP_RET_ALLOW;
+const SECCOMP_RET_TRAP: u32 = linux_raw_sys::ptrace::SECCOMP_RET_TRAP;
+const SECCOMP_RET_ERRNO: u32 = linux_raw_sys::ptrace::SECCOMP_RET_ERRNO;
+const ENOSYS: u32 = linux_raw_sys::errno::ENOSYS;
+const CLONE_VM: u32 = k::CLONE_VM;
+const CLONE_VFORK: u32 = k::CLONE_VFORK;
+const AUDIT_ARCH_X86_64: u32 = linux_raw_sys::ptrace::AUDIT_ARCH_X86_64;
 /// Offsets in `struct seccomp_data`.
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
@@ -210,101 +215,105 @@ impl Program {
 /// highest pointer argument's position + 1). Calls not listed are never trapped for their arguments:
 /// an image page they alone would touch first gets EFAULT (none of the common ones).
 const POINTER_CALLS: &[(u64, usize)] = &[
-    (0, 2),   // read(fd, buf, n)
-    (1, 2),   // write
-    (17, 2),  // pread64
-    (18, 2),  // pwrite64
-    (19, 2),  // readv(fd, iov, n)
-    (20, 2),  // writev
-    (202, 1), // futex(uaddr, ...)
-    (2, 1),   // open(path)
-    (257, 2), // openat(dirfd, path)
-    (4, 2),   // stat(path, buf)
-    (5, 2),   // fstat(fd, buf)
-    (6, 2),   // lstat
-    (262, 3), // newfstatat(dirfd, path, buf)
-    (332, 5), // statx(dirfd, path, flags, mask, buf)
-    (21, 1),  // access
-    (269, 2), // faccessat
-    (439, 2), // faccessat2
-    (22, 1),  // pipe
-    (293, 1), // pipe2
-    (7, 1),   // poll(fds)
-    (271, 4), // ppoll(fds, n, ts, mask)
-    (23, 5),  // select
-    (270, 6), // pselect6
-    (35, 2),  // nanosleep(req, rem)
-    (230, 4), // clock_nanosleep(clock, flags, req, rem)
-    (228, 2), // clock_gettime(clock, ts)
-    (229, 2), // clock_getres
-    (96, 2),  // gettimeofday
-    (201, 1), // time
-    (63, 1),  // uname
-    (79, 1),  // getcwd
-    (80, 1),  // chdir
-    (89, 2),  // readlink(path, buf)
-    (267, 3), // readlinkat(dirfd, path, buf)
-    (217, 2), // getdents64(fd, buf)
-    (78, 2),  // getdents
-    (82, 2),  // rename
-    (264, 4), // renameat
-    (316, 4), // renameat2
-    (83, 1),  // mkdir
-    (258, 2), // mkdirat
-    (84, 1),  // rmdir
-    (87, 1),  // unlink
-    (263, 2), // unlinkat
-    (86, 2),  // link
-    (265, 4), // linkat
-    (88, 2),  // symlink
-    (266, 3), // symlinkat
-    (90, 1),  // chmod
-    (268, 2), // fchmodat
-    (92, 1),  // chown
-    (260, 2), // fchownat
-    (280, 3), // utimensat
-    (137, 2), // statfs
-    (138, 2), // fstatfs
-    (16, 3),  // ioctl(fd, req, arg)
-    (72, 3),  // fcntl(fd, cmd, arg)
-    (97, 2),  // getrlimit
-    (160, 2), // setrlimit
-    (302, 4), // prlimit64(pid, res, new, old)
-    (98, 2),  // getrusage
-    (99, 1),  // sysinfo
-    (100, 1), // times
-    (61, 4),  // wait4(pid, status, options, rusage)
-    (247, 4), // waitid
-    (318, 1), // getrandom
-    (42, 2),  // connect
-    (43, 3),  // accept
-    (288, 3), // accept4
-    (49, 2),  // bind
-    (44, 5),  // sendto
-    (45, 6),  // recvfrom
-    (46, 2),  // sendmsg
-    (47, 2),  // recvmsg
-    (51, 3),  // getsockname
-    (52, 3),  // getpeername
-    (53, 4),  // socketpair
-    (54, 4),  // setsockopt
-    (55, 5),  // getsockopt
-    (232, 2), // epoll_wait
-    (281, 2), // epoll_pwait
-    (233, 4), // epoll_ctl
-    (40, 3),  // sendfile(out, in, offset)
-    (127, 1), // rt_sigpending
-    (128, 3), // rt_sigtimedwait
-    (130, 1), // rt_sigsuspend
-    (36, 2),  // getitimer
-    (38, 3),  // setitimer
-    (9, 1),   // mmap(addr): the program takes over image pages
-    (10, 1),  // mprotect
-    (11, 1),  // munmap
-    (25, 1),  // mremap
-    (28, 1),  // madvise
-    (329, 1), // pkey_mprotect
+    (nr(k::__NR_read), 2), // read(fd, buf, n)
+    (nr(k::__NR_write), 2),
+    (nr(k::__NR_pread64), 2),
+    (nr(k::__NR_pwrite64), 2),
+    (nr(k::__NR_readv), 2), // readv(fd, iov, n)
+    (nr(k::__NR_writev), 2),
+    (nr(k::__NR_futex), 1), // futex(uaddr, ...)
+    (nr(k::__NR_open), 1),  // open(path)
+    (nr(k::__NR_openat), 2), // openat(dirfd, path)
+    (nr(k::__NR_stat), 2),  // stat(path, buf)
+    (nr(k::__NR_fstat), 2), // fstat(fd, buf)
+    (nr(k::__NR_lstat), 2),
+    (nr(k::__NR_newfstatat), 3), // newfstatat(dirfd, path, buf)
+    (nr(k::__NR_statx), 5),      // statx(dirfd, path, flags, mask, buf)
+    (nr(k::__NR_access), 1),
+    (nr(k::__NR_faccessat), 2),
+    (nr(k::__NR_faccessat2), 2),
+    (nr(k::__NR_pipe), 1),
+    (nr(k::__NR_pipe2), 1),
+    (nr(k::__NR_poll), 1), // poll(fds)
+    (nr(k::__NR_ppoll), 4), // ppoll(fds, n, ts, mask)
+    (nr(k::__NR_select), 5),
+    (nr(k::__NR_pselect6), 6),
+    (nr(k::__NR_nanosleep), 2), // nanosleep(req, rem)
+    (nr(k::__NR_clock_nanosleep), 4), // clock_nanosleep(clock, flags, req, rem)
+    (nr(k::__NR_clock_gettime), 2), // clock_gettime(clock, ts)
+    (nr(k::__NR_clock_getres), 2),
+    (nr(k::__NR_gettimeofday), 2),
+    (nr(k::__NR_time), 1),
+    (nr(k::__NR_uname), 1),
+    (nr(k::__NR_getcwd), 1),
+    (nr(k::__NR_chdir), 1),
+    (nr(k::__NR_readlink), 2), // readlink(path, buf)
+    (nr(k::__NR_readlinkat), 3), // readlinkat(dirfd, path, buf)
+    (nr(k::__NR_getdents64), 2), // getdents64(fd, buf)
+    (nr(k::__NR_getdents), 2),
+    (nr(k::__NR_rename), 2),
+    (nr(k::__NR_renameat), 4),
+    (nr(k::__NR_renameat2), 4),
+    (nr(k::__NR_mkdir), 1),
+    (nr(k::__NR_mkdirat), 2),
+    (nr(k::__NR_rmdir), 1),
+    (nr(k::__NR_unlink), 1),
+    (nr(k::__NR_unlinkat), 2),
+    (nr(k::__NR_link), 2),
+    (nr(k::__NR_linkat), 4),
+    (nr(k::__NR_symlink), 2),
+    (nr(k::__NR_symlinkat), 3),
+    (nr(k::__NR_chmod), 1),
+    (nr(k::__NR_fchmodat), 2),
+    (nr(k::__NR_chown), 1),
+    (nr(k::__NR_fchownat), 2),
+    (nr(k::__NR_utimensat), 3),
+    (nr(k::__NR_statfs), 2),
+    (nr(k::__NR_fstatfs), 2),
+    (nr(k::__NR_ioctl), 3), // ioctl(fd, req, arg)
+    (nr(k::__NR_fcntl), 3), // fcntl(fd, cmd, arg)
+    (nr(k::__NR_getrlimit), 2),
+    (nr(k::__NR_setrlimit), 2),
+    (nr(k::__NR_prlimit64), 4), // prlimit64(pid, res, new, old)
+    (nr(k::__NR_getrusage), 2),
+    (nr(k::__NR_sysinfo), 1),
+    (nr(k::__NR_times), 1),
+    (nr(k::__NR_wait4), 4), // wait4(pid, status, options, rusage)
+    (nr(k::__NR_waitid), 4),
+    (nr(k::__NR_getrandom), 1),
+    (nr(k::__NR_connect), 2),
+    (nr(k::__NR_accept), 3),
+    (nr(k::__NR_accept4), 3),
+    (nr(k::__NR_bind), 2),
+    (nr(k::__NR_sendto), 5),
+    (nr(k::__NR_recvfrom), 6),
+    (nr(k::__NR_sendmsg), 2),
+    (nr(k::__NR_recvmsg), 2),
+    (nr(k::__NR_getsockname), 3),
+    (nr(k::__NR_getpeername), 3),
+    (nr(k::__NR_socketpair), 4),
+    (nr(k::__NR_setsockopt), 4),
+    (nr(k::__NR_getsockopt), 5),
+    (nr(k::__NR_epoll_wait), 2),
+    (nr(k::__NR_epoll_pwait), 2),
+    (nr(k::__NR_epoll_ctl), 4),
+    (nr(k::__NR_sendfile), 3), // sendfile(out, in, offset)
+    (nr(k::__NR_rt_sigpending), 1),
+    (nr(k::__NR_rt_sigtimedwait), 3),
+    (nr(k::__NR_rt_sigsuspend), 1),
+    (nr(k::__NR_getitimer), 2),
+    (nr(k::__NR_setitimer), 3),
+    (nr(k::__NR_mmap), 1), // mmap(addr): the program takes over image pages
+    (nr(k::__NR_mprotect), 1),
+    (nr(k::__NR_munmap), 1),
+    (nr(k::__NR_mremap), 1),
+    (nr(k::__NR_madvise), 1),
+    (nr(k::__NR_pkey_mprotect), 1),
 ];
+
+const fn nr(call: u32) -> u64 {
+    call as u64
+}
 
 /// Label ids: `CHECK + k` checks arguments k-1 down to 0; `CLONE_FLAGS` looks at `clone`'s flags.
 const CHECK: usize = 0;
@@ -459,7 +468,7 @@ pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
     // SAFETY: rt_sigprocmask with pointers to local 8-byte sets.
     unsafe {
         sys::syscall4(
-            14,
+            nr(k::__NR_rt_sigprocmask),
             1,
             &unblock as *const u64 as u64,
             &mut old as *mut u64 as u64,
@@ -484,11 +493,11 @@ pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
         len: insns.len() as u16,
         filter: insns.as_ptr(),
     };
-    const SECCOMP_SET_MODE_FILTER: u64 = 1;
+    const SECCOMP_SET_MODE_FILTER: u64 = linux_raw_sys::ptrace::SECCOMP_SET_MODE_FILTER as u64;
     // SAFETY: fprog points at a valid filter program that outlives the call (the kernel copies it).
     let mut r = unsafe {
         sys::syscall4(
-            317,
+            nr(k::__NR_seccomp),
             SECCOMP_SET_MODE_FILTER,
             0,
             &fprog as *const Fprog as u64,
@@ -503,7 +512,7 @@ pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
         // SAFETY: as above.
         r = unsafe {
             sys::syscall4(
-                317,
+                nr(k::__NR_seccomp),
                 SECCOMP_SET_MODE_FILTER,
                 0,
                 &fprog as *const Fprog as u64,
@@ -554,8 +563,8 @@ pub(crate) unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
 }
 
 const SIGSET_SEGV_SYS: u64 = (1 << (sys::SIGSEGV - 1)) | (1 << (sys::SIGSYS - 1));
-const SA_NODEFER: u64 = 0x4000_0000;
-const AT_FDCWD: i32 = -100;
+const SA_NODEFER: u64 = k::SA_NODEFER as u64;
+const AT_FDCWD: i32 = k::AT_FDCWD;
 
 extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
     // SAFETY: an SA_SIGINFO handler gets a valid siginfo and ucontext.
@@ -589,7 +598,7 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
 /// Offset of `uc_sigmask` in the x86-64 `ucontext_t`: after flags, link, stack (40 bytes) and the
 /// 256-byte `sigcontext`.
 const UC_SIGMASK_OFFSET: usize = 40 + 256;
-const EINVAL: i64 = -22;
+const EINVAL: i64 = -(linux_raw_sys::errno::EINVAL as i64);
 const SIGKILL_SIGSTOP: u64 = (1 << (9 - 1)) | (1 << (19 - 1));
 
 /// The blocked set of the interrupted program as it believes it to be.
@@ -611,9 +620,9 @@ fn program_mask(context: *mut c_void) -> u64 {
 /// answered from, and applied to, the mask saved in the frame (`uc_sigmask`). SIGSEGV and SIGSYS are
 /// never blocked.
 fn sigprocmask(args: &[u64; 6], context: *mut c_void) -> i64 {
-    const SIG_BLOCK: u64 = 0;
-    const SIG_UNBLOCK: u64 = 1;
-    const SIG_SETMASK: u64 = 2;
+    const SIG_BLOCK: u64 = k::SIG_BLOCK as u64;
+    const SIG_UNBLOCK: u64 = k::SIG_UNBLOCK as u64;
+    const SIG_SETMASK: u64 = k::SIG_SETMASK as u64;
     let (how, set, old, size) = (args[0], args[1], args[2], args[3]);
     if size != 8 {
         return EINVAL;
