@@ -25,8 +25,10 @@ use crate::startup::Startup;
 /// Replaces every segment of the loader's own file by an anonymous copy.
 ///
 /// The segments are contiguous pages (the loaders are linked that way), so one populated anonymous
-/// mapping takes the copy of the whole span, each segment's part gets its protection, and one `mremap`
-/// swaps it in: five system calls and no page faults.
+/// mapping takes the copy of the span, each segment's part gets its protection, and one `mremap` swaps
+/// it in: a handful of system calls and no page faults. The pages past the file part of the highest
+/// segment (its bss) are anonymous already, so the copy stops where that segment's file bytes end: each
+/// page copied costs a page allocation, a 4 KiB copy and a page-table move.
 pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
     let (low, high) = span(startup)
         .map(|(start, len)| (start, start + len))
@@ -34,8 +36,9 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
     let phdrs = own_phdrs(startup).ok_or(Errno::NOENT)?;
     let bias = own_bias(startup, phdrs);
     let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
+    let start_of = |p: &ProgramHeader64<LE>| p.p_vaddr.get(LE).wrapping_add(bias);
     let range = |p: &ProgramHeader64<LE>| {
-        let start = p.p_vaddr.get(LE).wrapping_add(bias);
+        let start = start_of(p);
         (
             page_down(start),
             page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX),
@@ -46,7 +49,16 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
     if covered != high - low {
         return Err(Errno::INVAL);
     }
-    detach_span(phdrs, bias, low, high)
+    // The kernel maps a segment's whole pages past its file bytes anonymously; those of the highest
+    // segment end the span and are left where they are.
+    let top = loads()
+        .max_by_key(|p| start_of(p))
+        .and_then(|p| page_up(start_of(p).wrapping_add(p.p_filesz.get(LE))))
+        .map_or(high, |end| end.clamp(low, high));
+    if top == low {
+        return Err(Errno::INVAL);
+    }
+    detach_span(phdrs, bias, low, top)
 }
 
 fn own_phdrs(startup: &Startup) -> Option<&'static [ProgramHeader64<LE>]> {
@@ -85,14 +97,15 @@ pub fn span(startup: &Startup) -> Option<(u64, u64)> {
     Some((low, high - low))
 }
 
+/// Copies `[low, high)`, a part of the loader's contiguous segments, to anonymous memory with each
+/// segment's protection, and swaps the copy in.
 fn detach_span(phdrs: &[ProgramHeader64<LE>], bias: u64, low: u64, high: u64) -> Result<(), Errno> {
     let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
+    // Each segment's pages, clipped to the part copied.
     let range = |p: &ProgramHeader64<LE>| {
         let start = p.p_vaddr.get(LE).wrapping_add(bias);
-        (
-            page_down(start),
-            page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX),
-        )
+        let end = page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX);
+        (page_down(start).clamp(low, high), end.clamp(low, high))
     };
     let len = (high - low) as usize;
     // SAFETY: a fresh anonymous mapping, populated so the copy below takes no faults.
@@ -109,6 +122,9 @@ fn detach_span(phdrs: &[ProgramHeader64<LE>], bias: u64, low: u64, high: u64) ->
     unsafe { core::ptr::copy_nonoverlapping(low as *const u8, copy.cast::<u8>(), len) };
     for p in loads() {
         let (start, end) = range(p);
+        if start == end {
+            continue;
+        }
         let flags = p.p_flags.get(LE);
         let mut prot = MprotectFlags::empty();
         if flags & object::elf::PF_R != 0 {
