@@ -320,12 +320,19 @@ fn remap_around(startup: &Startup, map: &MmMap) -> Option<i64> {
         .min()
         .unwrap_or(high);
     let first_ro = segments.first()?[0];
-    if count == 0 || first_ro != low || ro_high > rw_low {
+    if count == 0 || first_ro != low || ro_high != rw_low.min(high) {
         return None;
     }
-    // Every page of [low, ro_high) must be a read-only segment's, or the munmap would take a hole.
-    let covered: u64 = segments.iter().take(count).map(|s| s[1]).sum();
-    if covered != ro_high - low {
+    // Every page of [low, ro_high) must be a read-only segment's, or the munmap would take a hole; and
+    // every page of the span a segment's, or the copy of the writable ones would read one.
+    let ro_covered: u64 = segments.iter().take(count).map(|s| s[1]).sum();
+    let covered: u64 = loads()
+        .map(|p| {
+            let start = start_of(p);
+            page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX) - page_down(start)
+        })
+        .sum();
+    if ro_covered != ro_high - low || covered != high - low {
         return None;
     }
     let own_file = rustix::fs::open(
