@@ -108,14 +108,24 @@ pub struct Tool {
 /// Default `--pages`: N = 2, one predicted page per fault.
 pub const DEFAULT_PAGES: u32 = 2;
 
+/// The highest descriptor number [`park_descriptor`] uses: the first past `select`'s `FD_SETSIZE`, so
+/// code that scans or selects on descriptors below 1024 does not meet it either.
+///
+/// The kernel sizes a process's descriptor table to its highest open descriptor, zeroes all of it when it
+/// grows, and copies it on every `fork`: a descriptor parked at `RLIMIT_NOFILE - 1` (19999 here, often a
+/// million) costs a table of up to 8 MiB at start-up and again at each of the program's forks; at 1024,
+/// 16 KiB.
+const PARK_MAX: u64 = 1024;
+
 /// Duplicates `fd` to a high descriptor number with close-on-exec, so the program's own descriptors
-/// (its first `open` returns 3) and `dup2` calls do not meet it.
+/// (its first `open` returns 3) and `dup2` calls do not meet it: the highest below both
+/// `RLIMIT_NOFILE` and [`PARK_MAX`] that is free.
 fn park_descriptor(fd: rustix::fd::BorrowedFd<'_>) -> Option<i32> {
     use rustix::fd::IntoRawFd;
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(1024);
-    let high = limit.saturating_sub(1).min(i32::MAX as u64) as i32;
+    let high = limit.saturating_sub(1).min(PARK_MAX) as i32;
     for min in [high, high / 2, 64] {
         if let Ok(fd) = rustix::io::fcntl_dupfd_cloexec(fd, min) {
             return Some(fd.into_raw_fd());

@@ -379,7 +379,7 @@ fn mm_map(program: &ElfFile, mapped: &Mapped, layout: &StackLayout, brk: u64) ->
 /// Applies `map` now, for a loader that stays. It also points `/proc/PID/exe` at the program when the
 /// kernel allows it (a caller capable of checkpoint/restore): the first attempt fails with `EBUSY`
 /// while the loader's own file is mapped, so the loader then lets go of it
-/// ([`own_image::detach_from_file`]) and tries again. Without the capability the link keeps naming the
+/// for the call ([`own_image::set_exe`]). Without the capability the link keeps naming the
 /// loader; if the kernel refuses the rest too, the program still runs, with the loader's break.
 fn set_mm_map(program: &ElfFile, map: MmMap, startup: &Startup) {
     let configure = |map: &MmMap| {
@@ -393,9 +393,7 @@ fn set_mm_map(program: &ElfFile, map: MmMap, startup: &Startup) {
     };
     match configure(&with_exe) {
         0 => return,
-        EBUSY if own_image::detach_from_file(startup).is_ok() && configure(&with_exe) == 0 => {
-            return
-        }
+        EBUSY if own_image::set_exe(startup, &with_exe) == 0 => return,
         _ => {}
     }
     let _ = configure(&map);
@@ -408,7 +406,7 @@ const EBUSY: i64 = -16;
 /// # Safety
 ///
 /// The addresses in `map` must describe the current process's new image.
-unsafe fn sys_prctl_mm_map(map: &MmMap) -> i64 {
+pub(crate) unsafe fn sys_prctl_mm_map(map: &MmMap) -> i64 {
     let ret: i64;
     // SAFETY: per the contract; rcx and r11 are clobbered by `syscall`.
     unsafe {

@@ -237,8 +237,8 @@ pub unsafe fn jump_releasing(entry: u64, sp: u64, release: &Release) -> ! {
         };
         put(slot::ENTRY, &entry.to_ne_bytes());
         put(slot::MXCSR, &u64::from(MXCSR_INIT).to_ne_bytes());
-        put(slot::MAP_WITH_EXE, as_bytes(&release.map));
-        put(slot::MAP_WITHOUT_EXE, as_bytes(&without));
+        put(slot::MAP_WITH_EXE, mm_map_bytes(&release.map));
+        put(slot::MAP_WITHOUT_EXE, mm_map_bytes(&without));
         put(slot::IMAGE, &release.image.0.to_ne_bytes());
         put(slot::IMAGE + 8, &release.image.1.to_ne_bytes());
         put(slot::OLD_STACK, &release.old_stack.0.to_ne_bytes());
@@ -253,7 +253,8 @@ pub unsafe fn jump_releasing(entry: u64, sp: u64, release: &Release) -> ! {
     }
 }
 
-fn as_bytes(map: &MmMap) -> &[u8] {
+/// The bytes of `map`, as the kernel reads them.
+pub(crate) fn mm_map_bytes(map: &MmMap) -> &[u8] {
     // SAFETY: MmMap is repr(C), 104 bytes of plain integers with no padding.
     unsafe {
         core::slice::from_raw_parts(

@@ -2,31 +2,47 @@
 //!
 //! The kernel lets `/proc/PID/exe` be changed (`PR_SET_MM_MAP` with `exe_fd`, for checkpoint/restore
 //! capable callers) only while no mapping of the current executable remains. The loader's segments are
-//! mappings of the loader's file; [`detach_from_file`] replaces each with an anonymous copy of the same
-//! bytes and protection, moved into place with `mremap`, so that the exe link can then name the program,
-//! as it does after a real exec (and programs that re-execute `/proc/self/exe`, as busybox does, run
-//! themselves again rather than the loader).
+//! mappings of the loader's file. [`set_exe`] lets go of them for the one call and maps the read-only
+//! ones back: a trampoline on a page of its own unmaps them, makes the call and maps them again from the
+//! loader's file (the kernel checks only at the moment of the change), while the writable ones, whose
+//! bytes the loader has changed, are replaced by anonymous copies beforehand. Where that cannot be done,
+//! [`detach_from_file`] replaces every segment with an anonymous copy of the same bytes and protection,
+//! moved into place with `mremap`. Either way the exe link can then name the program, as it does after a
+//! real exec (and programs that re-execute `/proc/self/exe`, as busybox does, run themselves again
+//! rather than the loader).
+//!
+//! Copying is what start-up pays for: each page copied costs a page allocation, a 4 KiB copy and a
+//! page-table move (a pager's 26 file-backed pages were about 80 µs of its start-up, issue 8); mapping
+//! the text back from the page cache costs a few faults.
 //!
 //! # Safety
 //!
 //! Replacing the mapping the running code comes from is sound because the copy is byte-identical and
-//! `mremap` swaps it in atomically: the instruction after the `syscall` is the same in both.
+//! `mremap` swaps it in atomically: the instruction after the `syscall` is the same in both. The
+//! trampoline runs from its own page while the loader's code is unmapped and returns only after the
+//! same file bytes are mapped back at the same addresses (read-only segments, never written since
+//! exec); if a mapping fails it ends the process, since there is no code to return to.
 
 use core::ffi::c_void;
 use object::elf::{ProgramHeader64, PT_LOAD, PT_PHDR};
 use object::LittleEndian as LE;
+use rustix::fd::AsRawFd;
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, MremapFlags, ProtFlags};
 use uexec_elf::{page_down, page_up};
 
+use crate::handover::MmMap;
 use crate::stack::at;
 use crate::startup::Startup;
 
 /// Replaces every segment of the loader's own file by an anonymous copy.
 ///
 /// The segments are contiguous pages (the loaders are linked that way), so one populated anonymous
-/// mapping takes the copy of the whole span, each segment's part gets its protection, and one `mremap`
-/// swaps it in: five system calls and no page faults.
+/// mapping takes the copy of the span, each segment's part gets its protection, and one `mremap` swaps
+/// it in: a handful of system calls and no page faults. The pages past the file part of the highest
+/// segment (its bss) are anonymous already, so the copy stops where that segment's file bytes end: each
+/// page copied costs a page allocation, a 4 KiB copy and a page-table move.
 pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
     let (low, high) = span(startup)
         .map(|(start, len)| (start, start + len))
@@ -34,8 +50,9 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
     let phdrs = own_phdrs(startup).ok_or(Errno::NOENT)?;
     let bias = own_bias(startup, phdrs);
     let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
+    let start_of = |p: &ProgramHeader64<LE>| p.p_vaddr.get(LE).wrapping_add(bias);
     let range = |p: &ProgramHeader64<LE>| {
-        let start = p.p_vaddr.get(LE).wrapping_add(bias);
+        let start = start_of(p);
         (
             page_down(start),
             page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX),
@@ -46,7 +63,23 @@ pub fn detach_from_file(startup: &Startup) -> Result<(), Errno> {
     if covered != high - low {
         return Err(Errno::INVAL);
     }
-    detach_span(phdrs, bias, low, high)
+    let top = file_top(phdrs, bias, low, high);
+    if top == low {
+        return Err(Errno::INVAL);
+    }
+    detach_span(phdrs, bias, low, top)
+}
+
+/// Where the file-backed part of the span `[low, high)` ends: the kernel maps a segment's whole pages
+/// past its file bytes anonymously, and those of the highest segment end the span.
+fn file_top(phdrs: &[ProgramHeader64<LE>], bias: u64, low: u64, high: u64) -> u64 {
+    let start_of = |p: &ProgramHeader64<LE>| p.p_vaddr.get(LE).wrapping_add(bias);
+    phdrs
+        .iter()
+        .filter(|p| p.p_type.get(LE) == PT_LOAD)
+        .max_by_key(|p| start_of(p))
+        .and_then(|p| page_up(start_of(p).wrapping_add(p.p_filesz.get(LE))))
+        .map_or(high, |end| end.clamp(low, high))
 }
 
 fn own_phdrs(startup: &Startup) -> Option<&'static [ProgramHeader64<LE>]> {
@@ -85,14 +118,15 @@ pub fn span(startup: &Startup) -> Option<(u64, u64)> {
     Some((low, high - low))
 }
 
+/// Copies `[low, high)`, a part of the loader's contiguous segments, to anonymous memory with each
+/// segment's protection, and swaps the copy in.
 fn detach_span(phdrs: &[ProgramHeader64<LE>], bias: u64, low: u64, high: u64) -> Result<(), Errno> {
     let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
+    // Each segment's pages, clipped to the part copied.
     let range = |p: &ProgramHeader64<LE>| {
         let start = p.p_vaddr.get(LE).wrapping_add(bias);
-        (
-            page_down(start),
-            page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX),
-        )
+        let end = page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX);
+        (page_down(start).clamp(low, high), end.clamp(low, high))
     };
     let len = (high - low) as usize;
     // SAFETY: a fresh anonymous mapping, populated so the copy below takes no faults.
@@ -109,6 +143,9 @@ fn detach_span(phdrs: &[ProgramHeader64<LE>], bias: u64, low: u64, high: u64) ->
     unsafe { core::ptr::copy_nonoverlapping(low as *const u8, copy.cast::<u8>(), len) };
     for p in loads() {
         let (start, end) = range(p);
+        if start == end {
+            continue;
+        }
         let flags = p.p_flags.get(LE);
         let mut prot = MprotectFlags::empty();
         if flags & object::elf::PF_R != 0 {
@@ -130,4 +167,243 @@ fn detach_span(phdrs: &[ProgramHeader64<LE>], bias: u64, low: u64, high: u64) ->
     // SAFETY: swaps the identical copy over the loader's own image in one step (see the module docs).
     unsafe { rustix::mm::mremap_fixed(copy, len, len, MremapFlags::MAYMOVE, low as *mut c_void) }?;
     Ok(())
+}
+
+/// Most read-only segments [`set_exe`] maps back; a loader with more is copied instead.
+const MAX_READ_ONLY: usize = 4;
+
+/// Layout of the remap trampoline's data block (see `remap_trampoline`).
+mod slot {
+    /// The `struct prctl_mm_map` to set, `exe_fd` included.
+    pub const MAP: usize = 0;
+    /// The loader's own file, readable, to map the read-only segments back from.
+    pub const FD: usize = 104;
+    /// `[start, start + len)`: the read-only segments' pages, unmapped for the call.
+    pub const UNMAP: usize = 112;
+    /// How many entries of `SEGMENTS` are used.
+    pub const COUNT: usize = 128;
+    /// `MAX_READ_ONLY` entries of (address, length, protection, file offset).
+    pub const SEGMENTS: usize = 136;
+    pub const SEGMENT: usize = 32;
+    pub const SIZE: usize = SEGMENTS + super::MAX_READ_ONLY * SEGMENT;
+}
+
+unsafe extern "C" {
+    /// The remap trampoline's data block and its end, labels inside `remap_trampoline`.
+    static uexec_remap_data: u8;
+    static uexec_remap_end: u8;
+}
+
+/// Position-independent code, copied to a fresh page before it runs: everything it reads is in its own
+/// data block, addressed relative to `rip`. Returns the result of the `prctl` (or of a failed `munmap`,
+/// which leaves the loader as it was); ends the process if a segment cannot be mapped back.
+#[unsafe(naked)]
+unsafe extern "C" fn remap_trampoline() -> i64 {
+    core::arch::naked_asm!(
+        "jmp 2f",
+        ".balign 8",
+        ".globl uexec_remap_data",
+        "uexec_remap_data:",
+        ".zero {size}", // filled in by set_exe (see `slot`)
+        "2:",
+        "mov eax, 11", // munmap(the read-only segments)
+        "mov rdi, [rip + uexec_remap_data + {unmap}]",
+        "mov rsi, [rip + uexec_remap_data + {unmap} + 8]",
+        "syscall",
+        "test rax, rax",
+        "jnz 9f", // nothing unmapped: return the error
+        "push rbx",
+        "push r12",
+        "push r13",
+        "mov eax, 157", // prctl(PR_SET_MM, PR_SET_MM_MAP, &map, 104, 0)
+        "mov edi, 35",
+        "mov esi, 14",
+        "lea rdx, [rip + uexec_remap_data + {map}]",
+        "mov r10d, 104",
+        "xor r8d, r8d",
+        "syscall",
+        "mov rbx, rax", // the result, returned below
+        "lea r12, [rip + uexec_remap_data + {segments}]",
+        "mov r13, [rip + uexec_remap_data + {count}]",
+        "3:",
+        "test r13, r13",
+        "jz 4f",
+        "mov eax, 9", // mmap(address, length, prot, MAP_PRIVATE | MAP_FIXED, fd, offset)
+        "mov rdi, [r12]",
+        "mov rsi, [r12 + 8]",
+        "mov rdx, [r12 + 16]",
+        "mov r10d, 0x12",
+        "mov r8, [rip + uexec_remap_data + {fd}]",
+        "mov r9, [r12 + 24]",
+        "syscall",
+        "cmp rax, [r12]",
+        "jne 8f",
+        "add r12, {segment}",
+        "dec r13",
+        "jmp 3b",
+        "4:",
+        "mov rax, rbx",
+        "pop r13",
+        "pop r12",
+        "pop rbx",
+        "9:",
+        "ret",
+        "8:",
+        "mov eax, 231", // exit_group(126): the loader's code is gone
+        "mov edi, 126",
+        "syscall",
+        "ud2",
+        ".globl uexec_remap_end",
+        "uexec_remap_end:",
+        size = const slot::SIZE,
+        map = const slot::MAP,
+        fd = const slot::FD,
+        unmap = const slot::UNMAP,
+        count = const slot::COUNT,
+        segments = const slot::SEGMENTS,
+        segment = const slot::SEGMENT,
+    )
+}
+
+/// `PR_SET_MM_MAP` with `map` (whose `exe_fd` names the program) for a loader that stays mapped: lets go
+/// of the loader's file for the call as the module docs describe, and returns the call's result (0 on
+/// success). The loader's code runs on from the same addresses either way.
+pub fn set_exe(startup: &Startup, map: &MmMap) -> i64 {
+    match remap_around(startup, map) {
+        Some(result) => result,
+        None => match detach_from_file(startup) {
+            // SAFETY: `map` describes the new process image (the caller's contract).
+            Ok(()) => unsafe { crate::exec::sys_prctl_mm_map(map) },
+            Err(errno) => -i64::from(errno.raw_os_error()),
+        },
+    }
+}
+
+/// The cheap way of [`set_exe`]; `None` when it does not apply (or failed before changing anything),
+/// for the caller to copy everything instead.
+fn remap_around(startup: &Startup, map: &MmMap) -> Option<i64> {
+    let (low, len) = span(startup)?;
+    let high = low + len;
+    let phdrs = own_phdrs(startup)?;
+    let bias = own_bias(startup, phdrs);
+    let loads = || phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD);
+    let start_of = |p: &ProgramHeader64<LE>| p.p_vaddr.get(LE).wrapping_add(bias);
+    let writable = |p: &ProgramHeader64<LE>| p.p_flags.get(LE) & object::elf::PF_W != 0;
+    // The read-only segments must be whole file pages below every writable one.
+    let mut segments = [[0u64; 4]; MAX_READ_ONLY];
+    let mut count = 0;
+    let mut ro_high = low;
+    for p in loads().filter(|p| !writable(p)) {
+        let start = page_down(start_of(p));
+        let end = page_up(start_of(p).checked_add(p.p_memsz.get(LE))?)?;
+        let offset = p.p_offset.get(LE);
+        if p.p_filesz.get(LE) != p.p_memsz.get(LE)
+            || start_of(p) % uexec_elf::PAGE_SIZE != offset % uexec_elf::PAGE_SIZE
+        {
+            return None;
+        }
+        let flags = p.p_flags.get(LE);
+        let mut prot = 0;
+        if flags & object::elf::PF_R != 0 {
+            prot |= 1; // PROT_READ
+        }
+        if flags & object::elf::PF_X != 0 {
+            prot |= 4; // PROT_EXEC
+        }
+        *segments.get_mut(count)? = [start, end - start, prot, page_down(offset)];
+        count += 1;
+        ro_high = ro_high.max(end);
+    }
+    let rw_low = loads()
+        .filter(|p| writable(p))
+        .map(|p| page_down(start_of(p)))
+        .min()
+        .unwrap_or(high);
+    let first_ro = segments.first()?[0];
+    if count == 0 || first_ro != low || ro_high != rw_low.min(high) {
+        return None;
+    }
+    // Every page of [low, ro_high) must be a read-only segment's, or the munmap would take a hole; and
+    // every page of the span a segment's, or the copy of the writable ones would read one.
+    let ro_covered: u64 = segments.iter().take(count).map(|s| s[1]).sum();
+    let covered: u64 = loads()
+        .map(|p| {
+            let start = start_of(p);
+            page_up(start.wrapping_add(p.p_memsz.get(LE))).unwrap_or(u64::MAX) - page_down(start)
+        })
+        .sum();
+    if ro_covered != ro_high - low || covered != high - low {
+        return None;
+    }
+    let own_file = rustix::fs::open(
+        c"/proc/self/exe",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // The writable segments first (the read-only ones are empty ranges there).
+    if ro_high < high {
+        let top = file_top(phdrs, bias, low, high);
+        if top > ro_high {
+            detach_span(phdrs, bias, ro_high, top).ok()?;
+        }
+    }
+    let code = remap_trampoline as *const () as usize;
+    let data = core::ptr::addr_of!(uexec_remap_data) as usize;
+    let end = core::ptr::addr_of!(uexec_remap_end) as usize;
+    let page = uexec_elf::PAGE_SIZE as usize;
+    let code_len = end - code;
+    if code_len > page {
+        return None;
+    }
+    // SAFETY: a fresh anonymous page; without MAP_FIXED the kernel picks an unused range.
+    let tramp = unsafe {
+        rustix::mm::mmap_anonymous(
+            core::ptr::null_mut(),
+            page,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }
+    .ok()?
+    .cast::<u8>();
+    let put = |at: usize, bytes: &[u8]| {
+        // SAFETY: the data block lies inside the copy at `data - code`, and every slot inside the block.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), tramp.add(data - code + at), bytes.len())
+        }
+    };
+    // SAFETY: `code_len` bytes of this binary's text (checked to fit), into the fresh writable page.
+    unsafe { core::ptr::copy_nonoverlapping(code as *const u8, tramp, code_len) };
+    put(slot::MAP, crate::handover::mm_map_bytes(map));
+    put(slot::FD, &(own_file.as_raw_fd() as u64).to_ne_bytes());
+    put(slot::UNMAP, &low.to_ne_bytes());
+    put(slot::UNMAP + 8, &(ro_high - low).to_ne_bytes());
+    put(slot::COUNT, &(count as u64).to_ne_bytes());
+    for (i, segment) in segments.iter().take(count).enumerate() {
+        for (j, word) in segment.iter().enumerate() {
+            put(
+                slot::SEGMENTS + i * slot::SEGMENT + j * 8,
+                &word.to_ne_bytes(),
+            );
+        }
+    }
+    let rx = MprotectFlags::READ | MprotectFlags::EXEC;
+    // SAFETY: the trampoline page made above.
+    let result = match unsafe { rustix::mm::mprotect(tramp.cast(), page, rx) } {
+        Ok(()) => {
+            // SAFETY: the page holds a copy of `remap_trampoline`, now executable: a function of this
+            // type.
+            let run: unsafe extern "C" fn() -> i64 = unsafe { core::mem::transmute(tramp) };
+            // SAFETY: position-independent, its data filled in; it returns to this code only once the
+            // read-only segments are mapped back at the same addresses from the same file (see the
+            // module docs).
+            Some(unsafe { run() })
+        }
+        Err(_) => None,
+    };
+    // SAFETY: the trampoline page, no longer used.
+    let _ = unsafe { rustix::mm::munmap(tramp.cast(), page) };
+    drop(own_file);
+    result
 }
