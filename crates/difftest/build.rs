@@ -165,6 +165,13 @@ const SPECS: &[Spec] = &[
         flags: &["-pthread"],
     },
     Spec {
+        name: "exec_refused",
+        sources: &["exec_refused.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
         name: "spawn_twice",
         sources: &["spawn_twice.c"],
         lang: Lang::C,

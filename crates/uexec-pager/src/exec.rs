@@ -22,6 +22,7 @@
 //! a successful exec from a `vfork` child that mapping stays in the parent (a leak of one mapping per
 //! such exec of more than [`ARGS_ON_STACK`] arguments).
 
+use core::ffi::CStr;
 use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use linux_raw_sys::general as k;
@@ -202,7 +203,9 @@ fn classify(path: u64) -> Option<Target> {
     let mut line = [0u8; 256];
     let len = read_head(path, &mut line)?;
     if line.starts_with(b"\x7fELF") {
-        return Some(Target::Elf);
+        // SAFETY: the path was made accessible and is NUL-terminated (read_head opened it).
+        let path = unsafe { CStr::from_ptr(path as *const core::ffi::c_char) };
+        return loadable(path, false).then_some(Target::Elf);
     }
     let mut shebang = Shebang::parse(line, len)?;
     let mut interp = [0u8; 256];
@@ -213,8 +216,79 @@ fn classify(path: u64) -> Option<Target> {
     if got != 4 || magic != *b"\x7fELF" {
         return None;
     }
+    let interp = CStr::from_bytes_until_nul(&interp).ok()?;
+    if !loadable(interp, false) {
+        return None;
+    }
     shebang.terminate_interp();
     Some(Target::Script(shebang))
+}
+
+/// Whether the pager would load the ELF file at `path`: its file header and program headers pass
+/// `uexec_elf`'s checks, it does not lie where the loader does, and its `PT_INTERP`, if any, names a
+/// file that passes them too (an interpreter's own `PT_INTERP` is ignored, as by the kernel). What
+/// fails here is left to the kernel's `execve`, which refuses it (`ENOEXEC`, `ELIBBAD`, `ENOENT`...)
+/// to the caller, who goes on, or runs it (a 32-bit program, which the filter does not trap):
+/// validated before the point of no return, as the kernel validates.
+fn loadable(path: &CStr, is_interpreter: bool) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    use uexec_elf::{interpreter_path, FileHeader, Image, Kind, EHDR_SIZE, MAX_PHDR_TABLE};
+    /// The loaders' own range (`LOADER_IP_HIGH` in trap.rs): a fixed-address program there is refused.
+    const LOADER: (u64, u64) = (0x3c00_0000_0000, 0x3c01_0000_0000);
+    let Ok(fd) = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+        return false;
+    };
+    let Ok(stat) = rustix::fs::fstat(&fd) else {
+        return false;
+    };
+    let size = stat.st_size as u64;
+    let read_at = |buf: &mut [u8], offset: u64| {
+        let mut done = 0;
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            match rustix::io::pread(&fd, rest, offset + done as u64) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => done += n,
+            }
+        }
+        done
+    };
+    let mut head = [0u8; EHDR_SIZE];
+    let got = read_at(&mut head, 0);
+    let Ok(header) = FileHeader::parse(head.get(..got).unwrap_or(&[]), size) else {
+        return false;
+    };
+    let mut table = [0u8; MAX_PHDR_TABLE];
+    let Some(table) = table.get_mut(..header.phdr_table_len()) else {
+        return false;
+    };
+    if read_at(table, header.phoff) != table.len() {
+        return false;
+    }
+    let Ok(image) = Image::parse(&header, table, size) else {
+        return false;
+    };
+    let (low, high) = image.span();
+    if image.kind == Kind::Exec && low < LOADER.1 && high > LOADER.0 {
+        return false;
+    }
+    match image.interp {
+        Some(range) if !is_interpreter => {
+            let mut bytes = [0u8; uexec_elf::MAX_INTERP_PATH];
+            let Some(bytes) = usize::try_from(range.len)
+                .ok()
+                .and_then(|len| bytes.get_mut(..len))
+            else {
+                return false;
+            };
+            if read_at(bytes, range.offset) != bytes.len()
+                || interpreter_path(bytes, range.segment).is_err()
+            {
+                return false;
+            }
+            CStr::from_bytes_with_nul(bytes).is_ok_and(|interp| loadable(interp, true))
+        }
+        _ => true,
+    }
 }
 
 /// Reads the first bytes of the executable file at the NUL-terminated `path` into `buf`; `None` if

@@ -221,11 +221,11 @@ const POINTER_CALLS: &[(u64, usize)] = &[
     (nr(k::__NR_pwrite64), 2),
     (nr(k::__NR_readv), 2), // readv(fd, iov, n)
     (nr(k::__NR_writev), 2),
-    (nr(k::__NR_futex), 1), // futex(uaddr, ...)
-    (nr(k::__NR_open), 1),  // open(path)
+    (nr(k::__NR_futex), 1),  // futex(uaddr, ...)
+    (nr(k::__NR_open), 1),   // open(path)
     (nr(k::__NR_openat), 2), // openat(dirfd, path)
-    (nr(k::__NR_stat), 2),  // stat(path, buf)
-    (nr(k::__NR_fstat), 2), // fstat(fd, buf)
+    (nr(k::__NR_stat), 2),   // stat(path, buf)
+    (nr(k::__NR_fstat), 2),  // fstat(fd, buf)
     (nr(k::__NR_lstat), 2),
     (nr(k::__NR_newfstatat), 3), // newfstatat(dirfd, path, buf)
     (nr(k::__NR_statx), 5),      // statx(dirfd, path, flags, mask, buf)
@@ -234,20 +234,20 @@ const POINTER_CALLS: &[(u64, usize)] = &[
     (nr(k::__NR_faccessat2), 2),
     (nr(k::__NR_pipe), 1),
     (nr(k::__NR_pipe2), 1),
-    (nr(k::__NR_poll), 1), // poll(fds)
+    (nr(k::__NR_poll), 1),  // poll(fds)
     (nr(k::__NR_ppoll), 4), // ppoll(fds, n, ts, mask)
     (nr(k::__NR_select), 5),
     (nr(k::__NR_pselect6), 6),
-    (nr(k::__NR_nanosleep), 2), // nanosleep(req, rem)
+    (nr(k::__NR_nanosleep), 2),       // nanosleep(req, rem)
     (nr(k::__NR_clock_nanosleep), 4), // clock_nanosleep(clock, flags, req, rem)
-    (nr(k::__NR_clock_gettime), 2), // clock_gettime(clock, ts)
+    (nr(k::__NR_clock_gettime), 2),   // clock_gettime(clock, ts)
     (nr(k::__NR_clock_getres), 2),
     (nr(k::__NR_gettimeofday), 2),
     (nr(k::__NR_time), 1),
     (nr(k::__NR_uname), 1),
     (nr(k::__NR_getcwd), 1),
     (nr(k::__NR_chdir), 1),
-    (nr(k::__NR_readlink), 2), // readlink(path, buf)
+    (nr(k::__NR_readlink), 2),   // readlink(path, buf)
     (nr(k::__NR_readlinkat), 3), // readlinkat(dirfd, path, buf)
     (nr(k::__NR_getdents64), 2), // getdents64(fd, buf)
     (nr(k::__NR_getdents), 2),
