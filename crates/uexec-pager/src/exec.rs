@@ -334,7 +334,15 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     if self_fd < 0 {
         return direct();
     }
-    let Some(target) = classify(path) else {
+    // The program re-executing itself: what it runs natively is the program, whatever the link says
+    // here (it names the pager when the pager could not point it at the program).
+    let runs = if is_own_exe(path) {
+        // SAFETY: PROGRAM is written only during set-up.
+        unsafe { (*core::ptr::addr_of!(PROGRAM)).as_ptr() as u64 }
+    } else {
+        path
+    };
+    let Some(target) = classify(runs) else {
         return direct();
     };
     let script = match &target {
@@ -405,6 +413,13 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     result
 }
 
+/// Whether the NUL-terminated `path` (made accessible) is `/proc/self/exe` or `/proc/thread-self/exe`.
+fn is_own_exe(path: u64) -> bool {
+    // SAFETY: the path was made accessible and is NUL-terminated.
+    let bytes = unsafe { core::slice::from_raw_parts(path as *const u8, c_len(path)) };
+    bytes == b"/proc/self/exe" || bytes == b"/proc/thread-self/exe"
+}
+
 /// The number of entries of the NULL-terminated array `argv` (what `execve` would count).
 fn count_args(argv: u64) -> usize {
     let mut n = 0;
@@ -467,9 +482,7 @@ fn build_argv(
     // execve does not search PATH: a bare name means the current directory.
     // SAFETY: the path was made accessible and is NUL-terminated.
     let path_bytes = unsafe { core::slice::from_raw_parts(path as *const u8, c_len(path)) };
-    if path_bytes == b"/proc/self/exe" || path_bytes == b"/proc/thread-self/exe" {
-        // The program re-executes itself (busybox does): natively that is the program, whatever the
-        // link says here.
+    if is_own_exe(path) {
         // SAFETY: PROGRAM is written only during set-up.
         let program = unsafe { &*core::ptr::addr_of!(PROGRAM) };
         push(program.as_ptr() as u64)?;
