@@ -172,6 +172,13 @@ const SPECS: &[Spec] = &[
         flags: &[],
     },
     Spec {
+        name: "mremap_untouched",
+        sources: &["mremap_untouched.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &[],
+    },
+    Spec {
         name: "spawn_twice",
         sources: &["spawn_twice.c"],
         lang: Lang::C,

@@ -565,6 +565,7 @@ pub(crate) unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
 const SIGSET_SEGV_SYS: u64 = (1 << (sys::SIGSEGV - 1)) | (1 << (sys::SIGSYS - 1));
 const SA_NODEFER: u64 = k::SA_NODEFER as u64;
 const AT_FDCWD: i32 = k::AT_FDCWD;
+const MREMAP_FIXED: u64 = k::MREMAP_FIXED as u64;
 
 extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
     // SAFETY: an SA_SIGINFO handler gets a valid siginfo and ucontext.
@@ -712,8 +713,16 @@ fn set_virtual_blocked(tid: u32, bits: u64) {
 fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
     prefault(call, &args);
     match call {
-        nr::MPROTECT | nr::PKEY_MPROTECT | nr::MUNMAP | nr::MADVISE | nr::MREMAP => {
+        nr::MPROTECT | nr::PKEY_MPROTECT | nr::MUNMAP => pager::hand_over(args[0], args[1]),
+        nr::MREMAP | nr::MADVISE => {
+            // The pages keep their protection (mremap takes it along): untouched ones, still
+            // PROT_NONE, get their region's first, as they have natively.
+            pager::ensure_accessible(args[0], args[1]);
             pager::hand_over(args[0], args[1]);
+            if call == nr::MREMAP && args[3] & MREMAP_FIXED != 0 {
+                // Whatever image pages lay at the destination are replaced.
+                pager::hand_over(args[4], args[2]);
+            }
         }
         nr::MMAP if args[0] != 0 => pager::hand_over(args[0], args[1]),
         nr::RT_SIGPROCMASK => return sigprocmask(&args, context),
