@@ -9,8 +9,8 @@
 //! page in 512) runs in the generic tests; its VMA count is checked here.
 
 use difftest::{
-    compare, fixture, identities, require_loader, run_native_as, run_under_as, variants, Outcome,
-    Status,
+    compare, fixture, identities, path_as, require_loader, run_native_as, run_under_as, variants,
+    Outcome, Status,
 };
 
 /// The kernel's default `vm.max_map_count`.
@@ -129,5 +129,47 @@ fn stats_count_vmas_well_under_the_limit() {
         }
     }
     difftest::note(&report.join("\n"));
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+const PRLIMIT: &str = "/usr/bin/prlimit";
+
+/// When the kernel refuses the pager a page for good (here: `RLIMIT_DATA`, which counts pages made
+/// writable, below the 64 MiB bss of `bigbss`), the pager says so in one line and exits with its own
+/// status, 122, with the statistics line if asked; not with a SIGSEGV blamed on the program.
+#[test]
+fn a_pager_that_cannot_go_on_says_so_and_exits_122() {
+    if !std::path::Path::new(PRLIMIT).is_file() {
+        difftest::note("skipped: no /usr/bin/prlimit");
+        return;
+    }
+    let fx = fixture("bigbss", "glibc-static");
+    let mut failures = Vec::new();
+    for &who in identities() {
+        for loader in ["dpager", "hpager"] {
+            let pager = path_as(who, &require_loader(loader));
+            let pager = pager.display().to_string();
+            let options = ["--data=16777216", pager.as_str(), "-q", "--stats"];
+            let what = format!("bigbss under `prlimit --data=16MiB {loader} -q --stats` {who}");
+            let out = run_under_as(who, PRLIMIT, &options, fx.path, &[] as &[&str]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let prefix = format!("{loader}: cannot map page 0x");
+            let said = stderr
+                .lines()
+                .filter(|l| {
+                    l.starts_with(&prefix)
+                        && l.ends_with(" of the program: mprotect failed (error 12)")
+                })
+                .count();
+            if out.status != Status::Code(122) || said != 1 || stat(&out, "real_faults") != Some(0)
+            {
+                failures.push(format!(
+                    "{what}: expected exit 122, one `{prefix}...` line and real_faults=0; got {} \
+                     and stderr {stderr:?}",
+                    out.status
+                ));
+            }
+        }
+    }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
