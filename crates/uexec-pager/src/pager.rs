@@ -412,7 +412,7 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
     };
     match slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
-            let granted = if predicting() && matches!(grain(state, region), Grain::Page) {
+            let granted = if predicting() && matches!(grain(&state.table, region), Grain::Page) {
                 map_with_prediction(state, region, page)
             } else {
                 grant(state, region, page, b"demand")
@@ -470,9 +470,9 @@ enum Grain {
     Gap,
 }
 
-fn grain(state: &State, region: &Region) -> Grain {
-    let runs = state.table.runs(region);
-    if state.table.total_runs.load(Ordering::Relaxed) >= TOTAL_RUNS || runs >= LARGE_RUNS {
+fn grain(table: &RegionTable, region: &Region) -> Grain {
+    let runs = table.runs(region);
+    if table.total_runs.load(Ordering::Relaxed) >= TOTAL_RUNS || runs >= LARGE_RUNS {
         Grain::Gap
     } else if runs >= BLOCK_RUNS {
         Grain::Block(2 << 20)
@@ -484,7 +484,7 @@ fn grain(state: &State, region: &Region) -> Grain {
 }
 
 /// The bounds `[low, high)` of the grant `grain` calls for around `page` in `region`.
-fn span(state: &State, region: &Region, page: u64, grain: Grain) -> (u64, u64) {
+fn span(table: &RegionTable, region: &Region, page: u64, grain: Grain) -> (u64, u64) {
     match grain {
         Grain::Page => (page, page + PAGE_SIZE),
         Grain::Block(size) => {
@@ -496,8 +496,7 @@ fn span(state: &State, region: &Region, page: u64, grain: Grain) -> (u64, u64) {
         }
         Grain::Gap => {
             let untouched = |at: u64| {
-                state
-                    .table
+                table
                     .state(region, at)
                     .is_some_and(|s| s.load(Ordering::Relaxed) == UNTOUCHED)
             };
@@ -518,7 +517,7 @@ fn span(state: &State, region: &Region, page: u64, grain: Grain) -> (u64, u64) {
 /// the untouched pages the region's fragmentation calls for ([`grain`]); if the kernel refuses, tries
 /// the whole gap around the page, then the page alone.
 fn grant(state: &State, region: &Region, page: u64, why: &[u8]) -> Granted {
-    let first = span(state, region, page, grain(state, region));
+    let first = span(&state.table, region, page, grain(&state.table, region));
     let errno = match grant_span(state, region, page, first, why) {
         Ok(()) => return Granted::Yes,
         Err(errno) => errno,
@@ -537,7 +536,7 @@ fn recover(
     errno: i32,
 ) -> Granted {
     let mut errno = errno;
-    let gap = span(state, region, page, Grain::Gap);
+    let gap = span(&state.table, region, page, Grain::Gap);
     for retry in [gap, (page, page + PAGE_SIZE)] {
         if retry == tried {
             continue;
@@ -1186,4 +1185,88 @@ fn peak_memory_kib() -> (u64, u64) {
         0
     };
     (field(b"VmPeak:"), field(b"VmHWM:"))
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    /// A table of one 4 MiB anonymous region at 0x1000000.
+    fn table() -> RegionTable {
+        let states: &'static [AtomicU8] =
+            std::vec::Vec::leak((0..1024).map(|_| AtomicU8::new(0)).collect());
+        let mut t = RegionTable::new(states);
+        assert!(t.push(0x100_0000, 0x140_0000, 3, None, 2));
+        t
+    }
+
+    #[test]
+    fn grants_grow_coarser_as_a_region_fragments() {
+        let t = table();
+        let r = *t.lookup(0x100_0000).unwrap();
+        assert_eq!(grain(&t, &r), Grain::Page);
+        let steps = [
+            (FINE_RUNS, Grain::Block(64 << 10)),
+            (BLOCK_RUNS, Grain::Block(2 << 20)),
+            (LARGE_RUNS, Grain::Gap),
+        ];
+        let mut runs = 0;
+        for (threshold, expected) in steps {
+            while runs < threshold - 1 {
+                t.count_run(&r);
+                runs += 1;
+            }
+            assert_ne!(grain(&t, &r), expected);
+            t.count_run(&r);
+            runs += 1;
+            assert_eq!(grain(&t, &r), expected, "after {runs} runs");
+        }
+    }
+
+    #[test]
+    fn a_busy_table_grants_whole_gaps_everywhere() {
+        let states: &'static [AtomicU8] =
+            std::vec::Vec::leak((0..64).map(|_| AtomicU8::new(0)).collect());
+        let mut t = RegionTable::new(states);
+        assert!(t.push(0x40_0000, 0x41_0000, 5, Some(0), 1));
+        assert!(t.push(0x50_0000, 0x51_0000, 3, None, 2));
+        let (text, bss) = (*t.lookup(0x40_0000).unwrap(), *t.lookup(0x50_0000).unwrap());
+        for _ in 0..TOTAL_RUNS - 1 {
+            t.count_run(&text);
+        }
+        assert_eq!(grain(&t, &bss), Grain::Page);
+        t.count_run(&text);
+        assert_eq!(grain(&t, &bss), Grain::Gap);
+    }
+
+    #[test]
+    fn spans_are_aligned_blocks_clamped_to_the_region_or_the_untouched_gap() {
+        let t = table();
+        let r = *t.lookup(0x100_0000).unwrap();
+        let page = 0x123_4000;
+        assert_eq!(span(&t, &r, page, Grain::Page), (page, page + PAGE_SIZE));
+        assert_eq!(
+            span(&t, &r, page, Grain::Block(64 << 10)),
+            (0x123_0000, 0x124_0000)
+        );
+        assert_eq!(
+            span(&t, &r, page, Grain::Block(2 << 20)),
+            (0x120_0000, 0x140_0000)
+        );
+        // A 2 MiB block reaching below the region is cut at its start.
+        assert_eq!(
+            span(&t, &r, 0x100_3000, Grain::Block(8 << 20)),
+            (0x100_0000, 0x140_0000)
+        );
+        // The gap: from the page after the last non-untouched one below to the next one above.
+        assert_eq!(span(&t, &r, page, Grain::Gap), (0x100_0000, 0x140_0000));
+        t.state(&r, 0x120_0000)
+            .unwrap()
+            .store(MAPPED, Ordering::Relaxed);
+        t.state(&r, 0x130_0000)
+            .unwrap()
+            .store(MAPPING, Ordering::Relaxed);
+        assert_eq!(span(&t, &r, page, Grain::Gap), (0x120_1000, 0x130_0000));
+    }
 }
