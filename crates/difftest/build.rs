@@ -190,6 +190,13 @@ const SPECS: &[Spec] = &[
         flags: &[],
     },
     Spec {
+        name: "scattered_threads",
+        sources: &["scattered_threads.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &["-pthread"],
+    },
+    Spec {
         name: "sparse_bss",
         sources: &["sparse_bss.c"],
         lang: Lang::C,

@@ -1,11 +1,11 @@
 //! The pagers and the kernel's limit on mappings (`vm.max_map_count`, 65530): programs that run
 //! natively must run the same under them whatever their access pattern (issue 8).
 //!
-//! `scattered_bss` (every other page of a 1 GiB bss, in a random order) and `map_limit` (60,000
-//! mappings of its own, then first touches at the limit) are slow enough (about a second natively)
-//! that build.rs leaves them out of the generic differential tests; they run here, every variant,
-//! as both identities: the first under apager, dpager and hpager with three policies, the second
-//! under dpager and hpager. `sparse_bss` (8 GiB, one
+//! `scattered_bss` (every other page of a 1 GiB bss, in a random order), `scattered_threads` (8
+//! threads incrementing random pages of a 1 GiB bss) and `map_limit` (60,000 mappings of its own,
+//! then first touches at the limit) are slow enough (about a second natively) that build.rs leaves
+//! them out of the generic differential tests; they run here, every variant, as both identities: the
+//! first two under apager, dpager and hpager with three policies, the last under dpager and hpager. `sparse_bss` (8 GiB, one
 //! page in 512) runs in the generic tests; its VMA count is checked here.
 
 use difftest::{
@@ -67,6 +67,11 @@ fn check_everywhere(name: &str, configs: &[(&str, &[&str])]) {
 #[test]
 fn every_other_page_of_a_1_gib_bss_in_a_random_order() {
     check_everywhere("scattered_bss", CONFIGS);
+}
+
+#[test]
+fn eight_threads_racing_over_a_1_gib_bss() {
+    check_everywhere("scattered_threads", CONFIGS);
 }
 
 #[test]
