@@ -12,7 +12,8 @@
 //! kernel's fault-around does: single pages (and hpager's predictions) for its first [`FINE_RUNS`]
 //! runs, then the aligned 64 KiB block around the page, then the aligned 2 MiB block, and past
 //! [`LARGE_RUNS`] runs (or [`TOTAL_RUNS`] in all regions) the whole gap of untouched pages around
-//! it, which splits nothing. The pages of a coarse grant are claimed one by one with the same
+//! it, which splits nothing (hpager keeps predicting at the block grains, granting the block around
+//! each predicted page). The pages of a coarse grant are claimed one by one with the same
 //! compare-and-swap (the others are left as they are), logged `around`, and cost nothing until
 //! touched: they already hold their final contents. A grant the kernel refuses (`ENOMEM`: the program
 //! itself is at the limit) is retried as the whole gap, then as the page alone.
@@ -412,8 +413,9 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
     };
     match slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
-            let granted = if predicting() && matches!(grain(&state.table, region), Grain::Page) {
-                map_with_prediction(state, region, page)
+            let grain = grain(&state.table, region);
+            let granted = if predicting() && grain != Grain::Gap {
+                map_with_prediction(state, region, page, grain)
             } else {
                 grant(state, region, page, b"demand")
             };
@@ -698,7 +700,10 @@ static PREDICTING: AtomicBool = AtomicBool::new(false);
 /// of its pages nobody mapped yet, and makes the demand page and the claimed pages accessible in as few
 /// `mprotect`s as runs of adjacent pages allow (one for a forward or backward scan). If the kernel
 /// refuses the demand page's run, [`recover`] takes over.
-fn map_with_prediction(state: &State, region: &Region, page: u64) -> Granted {
+fn map_with_prediction(state: &State, region: &Region, page: u64, grain: Grain) -> Granted {
+    if let Grain::Block(_) = grain {
+        return map_blocks_with_prediction(state, region, page, grain);
+    }
     let mut demand_mapped = Err(0);
     let ran = with_prediction(|p| {
         judge_pending(p);
@@ -761,6 +766,53 @@ fn map_with_prediction(state: &State, region: &Region, page: u64) -> Granted {
             errno,
         ),
     }
+}
+
+/// No page is the demand page of a span granted for a prediction.
+const NO_DEMAND: u64 = u64::MAX;
+
+/// [`map_with_prediction`] in a fragmented region: the block around the demand page, and the block
+/// around each predicted page nobody claimed yet (claimed page by page like any coarse grant, marked
+/// MAPPED and counted as `around`; the predicted pages are still judged at the next fault).
+fn map_blocks_with_prediction(state: &State, region: &Region, page: u64, grain: Grain) -> Granted {
+    let mut granted = Granted::Yes;
+    let ran = with_prediction(|p| {
+        judge_pending(p);
+        let mut out = [0u64; MAX_PREDICT];
+        let first = region.start / PAGE_SIZE;
+        let end = region.end / PAGE_SIZE;
+        let count = p.predictor.on_fault(page / PAGE_SIZE, first, end, &mut out);
+        granted = grant(state, region, page, b"demand");
+        if granted != Granted::Yes {
+            return;
+        }
+        for &number in out.get(..count).unwrap_or(&[]) {
+            let Some(addr) = number.checked_mul(PAGE_SIZE) else {
+                continue;
+            };
+            if addr < region.start || addr >= region.end {
+                continue;
+            }
+            let untouched = state
+                .table
+                .state(region, addr)
+                .is_some_and(|s| s.load(Ordering::Acquire) == UNTOUCHED);
+            if !untouched {
+                continue;
+            }
+            let span = span(&state.table, region, addr, grain);
+            // Refused pages went back to UNTOUCHED: they are left to demand.
+            let _ = grant_span(state, region, NO_DEMAND, span, b"predict");
+            if let Some(pending) = p.pending.get_mut(p.pending_len) {
+                *pending = addr;
+                p.pending_len += 1;
+            }
+        }
+    });
+    if !ran {
+        return grant(state, region, page, b"demand");
+    }
+    granted
 }
 
 /// Adjacent pages made accessible with one `mprotect`: predicted pages, and perhaps the demand page.
