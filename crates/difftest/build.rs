@@ -39,6 +39,9 @@ enum Role {
     Diff,
     /// Must be refused by the loaders (see `fixed_addr.c`).
     Refused,
+    /// Differential, but too slow to run under every loader and policy: listed as `Role::Diff`,
+    /// with no generated test; a test file of its own runs it in a few configurations.
+    Alone,
 }
 
 struct Spec {
@@ -190,6 +193,35 @@ const SPECS: &[Spec] = &[
         sources: &["mm_untouched.c"],
         lang: Lang::C,
         role: Role::Diff,
+        flags: &[],
+    },
+    // Pagers and vm.max_map_count (issue 8).
+    Spec {
+        name: "scattered_bss",
+        sources: &["scattered_bss.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &[],
+    },
+    Spec {
+        name: "scattered_threads",
+        sources: &["scattered_threads.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &["-pthread"],
+    },
+    Spec {
+        name: "sparse_bss",
+        sources: &["sparse_bss.c"],
+        lang: Lang::C,
+        role: Role::Diff,
+        flags: &["-Wl,--section-start=.hugebss=0x40000000"],
+    },
+    Spec {
+        name: "map_limit",
+        sources: &["map_limit.c"],
+        lang: Lang::C,
+        role: Role::Alone,
         flags: &[],
     },
     Spec {
@@ -373,7 +405,7 @@ fn write_tables(jobs: &[Job], out_dir: &Path) {
     let mut tests = String::new();
     for job in jobs {
         let role = match job.role {
-            Role::Diff => "Role::Diff",
+            Role::Diff | Role::Alone => "Role::Diff",
             Role::Refused => "Role::Refused",
         };
         let _ = writeln!(

@@ -6,6 +6,22 @@
 //! `MAPPING` with a compare-and-swap, so of several threads faulting on it at once exactly one maps it
 //! and the others wait), gives it the region's protection, logs it, and returns to retry the access.
 //!
+//! **Bounded mappings.** Each `mprotect` of a lone page inside a `PROT_NONE` mapping splits it in three,
+//! and the kernel allows a process `vm.max_map_count` (65530) mappings. So every region counts its
+//! *runs* (grants that bordered no accessible page) and grants coarser as it fragments, as the
+//! kernel's fault-around does: single pages (and hpager's predictions) for its first [`FINE_RUNS`]
+//! runs, then the aligned 64 KiB block around the page, then the aligned 2 MiB block, and past
+//! [`LARGE_RUNS`] runs (or [`TOTAL_RUNS`] in all regions) the whole gap of untouched pages around
+//! it, which splits nothing (hpager keeps predicting at the block grains, granting the block around
+//! each predicted page). The pages of a coarse grant are claimed one by one with the same
+//! compare-and-swap (the others are left as they are), logged `around`, and cost nothing until
+//! touched: they already hold their final contents. A grant the kernel refuses (`ENOMEM`: the program
+//! itself is at the limit) is retried as the whole gap, then as the page alone.
+//!
+//! **The pager's own failure is not the program's.** If even that fails, and the page is still
+//! mapped, the pager cannot go on: it says so in one line on stderr and ends the process with
+//! [`EXIT_PAGER_FAILED`].
+//!
 //! Real faults stay real. An address outside every region, or a page already made accessible that
 //! faults again with an access its region does not allow (a write into text, say), is not the pager's:
 //! the handler restores the default action and returns, so the access faults again and the program dies
@@ -28,6 +44,20 @@ use crate::regions::{Region, RegionTable, MAPPED, MAPPING, PREDICTED, UNTOUCHED}
 use crate::sys::{self, KernelSigaction};
 use crate::text::{prot_str, Line};
 
+/// The exit status of a process whose pager could not go on (a system call it needs failed); neither a
+/// shell's 126/127, nor 128 + a signal, nor a status programs commonly use.
+pub const EXIT_PAGER_FAILED: i32 = 122;
+
+/// A region grants pages one at a time (or as predicted) until it has this many runs...
+pub const FINE_RUNS: u32 = 1024;
+/// ...then aligned 64 KiB blocks until this many...
+pub const BLOCK_RUNS: u32 = 2048;
+/// ...then aligned 2 MiB blocks until this many, then whole gaps.
+pub const LARGE_RUNS: u32 = 3072;
+/// Whole gaps in every region once all regions together have this many runs: the pager's splits never
+/// add more than about twice as many VMAs.
+pub const TOTAL_RUNS: u64 = 6144;
+
 /// Counters of what the pager did; all relaxed atomics, shared by every thread.
 pub struct Stats {
     /// Faults the pager resolved by mapping a page.
@@ -36,6 +66,8 @@ pub struct Stats {
     pub demand_pages: AtomicU64,
     /// Pages made accessible by prediction.
     pub predicted_pages: AtomicU64,
+    /// Pages made accessible along with a demand page by a coarse grant (a fragmented region).
+    pub around_pages: AtomicU64,
     /// Faults that were not the pager's and went to the default action.
     pub real_faults: AtomicU64,
     /// Predicted pages later found touched, and found untouched.
@@ -209,6 +241,7 @@ pub unsafe fn install(
             faults: AtomicU64::new(0),
             demand_pages: AtomicU64::new(0),
             predicted_pages: AtomicU64::new(0),
+            around_pages: AtomicU64::new(0),
             real_faults: AtomicU64::new(0),
             predicted_used: AtomicU64::new(0),
             predicted_unused: AtomicU64::new(0),
@@ -380,15 +413,18 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
     };
     match slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
-            let mapped = if predicting() {
-                map_with_prediction(state, region, page, slot)
+            let grain = grain(&state.table, region);
+            let granted = if predicting() && grain != Grain::Gap {
+                map_with_prediction(state, region, page, grain)
             } else {
-                map_claimed(state, region, page, slot, b"demand")
+                grant(state, region, page, b"demand")
             };
-            if mapped {
-                state.stats.faults.fetch_add(1, Ordering::Relaxed);
-            } else {
-                give_up(Some(state));
+            match granted {
+                Granted::Yes => {
+                    state.stats.faults.fetch_add(1, Ordering::Relaxed);
+                }
+                Granted::Gone => give_up(Some(state)),
+                Granted::Failed(errno) => cannot_go_on(state, page, errno),
             }
         }
         Err(MAPPING) => {
@@ -415,20 +451,240 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
     }
 }
 
-/// Maps the page `page` of `region` whose state the caller set to MAPPING; returns false if the
-/// program had removed it.
-fn map_claimed(state: &State, region: &Region, page: u64, slot: &AtomicU8, why: &[u8]) -> bool {
-    let flags = MprotectFlags::from_bits_truncate(region.prot);
-    // SAFETY: the page lies in a region of the program image, reserved at load; only its protection
-    // changes.
-    let ok =
-        unsafe { rustix::mm::mprotect(page as *mut c_void, PAGE_SIZE as usize, flags) }.is_ok();
-    slot.store(MAPPED, Ordering::Release);
-    if ok {
-        state.stats.demand_pages.fetch_add(1, Ordering::Relaxed);
-        log(state, region, page, 1, why);
+/// What became of a claimed demand page.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Granted {
+    /// It is accessible.
+    Yes,
+    /// It is no longer mapped at all: the program removed it; the fault is real.
+    Gone,
+    /// The kernel refused every grant (this errno) and the page is still there: the pager cannot go on.
+    Failed(i32),
+}
+
+/// How much a grant in a region makes accessible, by how fragmented the region is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Grain {
+    Page,
+    /// The aligned block of this many bytes around the page.
+    Block(u64),
+    /// Every untouched page between the accessible ones below and above.
+    Gap,
+}
+
+fn grain(table: &RegionTable, region: &Region) -> Grain {
+    let runs = table.runs(region);
+    if table.total_runs.load(Ordering::Relaxed) >= TOTAL_RUNS || runs >= LARGE_RUNS {
+        Grain::Gap
+    } else if runs >= BLOCK_RUNS {
+        Grain::Block(2 << 20)
+    } else if runs >= FINE_RUNS {
+        Grain::Block(64 << 10)
+    } else {
+        Grain::Page
     }
-    ok
+}
+
+/// The bounds `[low, high)` of the grant `grain` calls for around `page` in `region`.
+fn span(table: &RegionTable, region: &Region, page: u64, grain: Grain) -> (u64, u64) {
+    match grain {
+        Grain::Page => (page, page + PAGE_SIZE),
+        Grain::Block(size) => {
+            let low = page & !(size - 1);
+            (
+                low.max(region.start),
+                low.saturating_add(size).min(region.end),
+            )
+        }
+        Grain::Gap => {
+            let untouched = |at: u64| {
+                table
+                    .state(region, at)
+                    .is_some_and(|s| s.load(Ordering::Relaxed) == UNTOUCHED)
+            };
+            let mut low = page;
+            while low > region.start && untouched(low - PAGE_SIZE) {
+                low -= PAGE_SIZE;
+            }
+            let mut high = page + PAGE_SIZE;
+            while high < region.end && untouched(high) {
+                high += PAGE_SIZE;
+            }
+            (low, high)
+        }
+    }
+}
+
+/// Makes the page `page` of `region`, whose state the caller set to MAPPING, accessible together with
+/// the untouched pages the region's fragmentation calls for ([`grain`]); if the kernel refuses, tries
+/// the whole gap around the page, then the page alone.
+fn grant(state: &State, region: &Region, page: u64, why: &[u8]) -> Granted {
+    let first = span(&state.table, region, page, grain(&state.table, region));
+    let errno = match grant_span(state, region, page, first, why) {
+        Ok(()) => return Granted::Yes,
+        Err(errno) => errno,
+    };
+    recover(state, region, page, first, why, errno)
+}
+
+/// After the grant `tried` of the claimed page `page` failed with `errno`: the whole gap (which splits
+/// no mapping), then the page alone (a smaller commitment of memory), then the verdict.
+fn recover(
+    state: &State,
+    region: &Region,
+    page: u64,
+    tried: (u64, u64),
+    why: &[u8],
+    errno: i32,
+) -> Granted {
+    let mut errno = errno;
+    let gap = span(&state.table, region, page, Grain::Gap);
+    for retry in [gap, (page, page + PAGE_SIZE)] {
+        if retry == tried {
+            continue;
+        }
+        match grant_span(state, region, page, retry, why) {
+            Ok(()) => return Granted::Yes,
+            Err(e) => errno = e,
+        }
+    }
+    let mut one = [0u8; 1];
+    if let Some(slot) = state.table.state(region, page) {
+        slot.store(MAPPED, Ordering::Release);
+    }
+    if mincore(page, 1, &mut one) {
+        Granted::Failed(errno)
+    } else {
+        Granted::Gone
+    }
+}
+
+/// Makes `[low, high)` (which holds the claimed page `page`) accessible: claims its untouched pages,
+/// and gives each run of claimed pages the region's protection with one `mprotect`. Pages of a run the
+/// kernel refuses go back to UNTOUCHED, except `page`, which stays MAPPING; returns the kernel's errno
+/// if `page`'s run was refused.
+fn grant_span(
+    state: &State,
+    region: &Region,
+    page: u64,
+    (low, high): (u64, u64),
+    why: &[u8],
+) -> Result<(), i32> {
+    let mut result = Ok(());
+    let mut run: Option<u64> = None;
+    let mut at = low;
+    while at <= high {
+        let claimed = at < high
+            && (at == page
+                || state.table.state(region, at).is_some_and(|s| {
+                    s.compare_exchange(UNTOUCHED, MAPPING, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                }));
+        match (claimed, run) {
+            (true, None) => run = Some(at),
+            (false, Some(start)) => {
+                let demand = (start <= page && page < at).then_some(page);
+                if let Err(errno) = protect_claimed(state, region, start, at, demand, why) {
+                    if demand.is_some() {
+                        result = Err(errno);
+                    }
+                }
+                run = None;
+            }
+            _ => {}
+        }
+        at += PAGE_SIZE;
+    }
+    result
+}
+
+/// Gives the claimed pages `[start, end)` the region's protection; on success counts the run if it
+/// bordered no accessible page, marks the pages MAPPED, counts and logs them (`demand`, if given, as
+/// `why`, the others as `around`). On failure the pages but `demand` go back to UNTOUCHED.
+fn protect_claimed(
+    state: &State,
+    region: &Region,
+    start: u64,
+    end: u64,
+    demand: Option<u64>,
+    why: &[u8],
+) -> Result<(), i32> {
+    let flags = MprotectFlags::from_bits_truncate(region.prot);
+    // SAFETY: the run lies in a region of the program image, reserved at load; only its protection
+    // changes.
+    let result =
+        unsafe { rustix::mm::mprotect(start as *mut c_void, (end - start) as usize, flags) };
+    let ok = result.is_ok();
+    if ok {
+        note_run(state, region, start, end);
+    }
+    let mut at = start;
+    while at < end {
+        if let Some(slot) = state.table.state(region, at) {
+            if ok {
+                slot.store(MAPPED, Ordering::Release);
+            } else if Some(at) != demand {
+                slot.store(UNTOUCHED, Ordering::Release);
+            }
+        }
+        at += PAGE_SIZE;
+    }
+    if let Err(e) = result {
+        return Err(e.raw_os_error());
+    }
+    let pages = (end - start) / PAGE_SIZE;
+    let around = pages - u64::from(demand.is_some());
+    state
+        .stats
+        .around_pages
+        .fetch_add(around, Ordering::Relaxed);
+    match demand {
+        Some(demand) => {
+            state.stats.demand_pages.fetch_add(1, Ordering::Relaxed);
+            log(state, region, demand, 1, why);
+            if demand > start {
+                log(
+                    state,
+                    region,
+                    start,
+                    (demand - start) / PAGE_SIZE,
+                    b"around",
+                );
+            }
+            if demand + PAGE_SIZE < end {
+                let rest = (end - demand - PAGE_SIZE) / PAGE_SIZE;
+                log(state, region, demand + PAGE_SIZE, rest, b"around");
+            }
+        }
+        None => log(state, region, start, pages, b"around"),
+    }
+    Ok(())
+}
+
+/// Counts `[start, end)`, just made accessible, as a run of `region` if no page next to it is
+/// accessible (it split a mapping instead of extending or joining one).
+fn note_run(state: &State, region: &Region, start: u64, end: u64) {
+    let below = start > region.start && state.table.accessible(region, start - PAGE_SIZE);
+    let above = state.table.accessible(region, end);
+    if !below && !above {
+        state.table.count_run(region);
+    }
+}
+
+/// The pager cannot make `page` accessible (the kernel refused with `errno`) and cannot go on: says so
+/// on stderr, prints the statistics if asked, and ends the process with [`EXIT_PAGER_FAILED`] — not
+/// with the SIGSEGV the program would be blamed for.
+fn cannot_go_on(state: &State, page: u64, errno: i32) -> ! {
+    let mut line = Line::<160>::new();
+    line.push(state.tool.as_bytes())
+        .push(b": cannot map page ")
+        .hex(page, 0)
+        .push(b" of the program: mprotect failed (error ")
+        .dec(errno.unsigned_abs().into())
+        .push(b")\n");
+    line.write_to(2);
+    print_stats();
+    sys::exit_group(EXIT_PAGER_FAILED)
 }
 
 /// Whether hpager's prediction is on.
@@ -442,10 +698,13 @@ static PREDICTING: AtomicBool = AtomicBool::new(false);
 /// Maps the claimed demand page `page` together with the pages the predictor expects next: judges the
 /// last prediction (which of its pages the program touched since), asks for the next one, claims those
 /// of its pages nobody mapped yet, and makes the demand page and the claimed pages accessible in as few
-/// `mprotect`s as runs of adjacent pages allow (one for a forward or backward scan). Returns whether
-/// the demand page was mapped.
-fn map_with_prediction(state: &State, region: &Region, page: u64, slot: &AtomicU8) -> bool {
-    let mut demand_mapped = false;
+/// `mprotect`s as runs of adjacent pages allow (one for a forward or backward scan). If the kernel
+/// refuses the demand page's run, [`recover`] takes over.
+fn map_with_prediction(state: &State, region: &Region, page: u64, grain: Grain) -> Granted {
+    if let Grain::Block(_) = grain {
+        return map_blocks_with_prediction(state, region, page, grain);
+    }
+    let mut demand_mapped = Err(0);
     let ran = with_prediction(|p| {
         judge_pending(p);
         let mut out = [0u64; MAX_PREDICT];
@@ -482,7 +741,7 @@ fn map_with_prediction(state: &State, region: &Region, page: u64, slot: &AtomicU
             } else if addr + PAGE_SIZE == run.start {
                 run.start = addr;
             } else {
-                demand_mapped |= protect_run(state, region, run);
+                protect_run(state, region, run, &mut demand_mapped);
                 run = Run {
                     start: addr,
                     end: addr + PAGE_SIZE,
@@ -490,13 +749,70 @@ fn map_with_prediction(state: &State, region: &Region, page: u64, slot: &AtomicU
                 };
             }
         }
-        demand_mapped |= protect_run(state, region, run);
+        protect_run(state, region, run, &mut demand_mapped);
     });
     if !ran {
         // No predictor after all (PREDICTING is only set with one): map the page alone.
-        return map_claimed(state, region, page, slot, b"demand");
+        return grant(state, region, page, b"demand");
     }
-    demand_mapped
+    match demand_mapped {
+        Ok(()) => Granted::Yes,
+        Err(errno) => recover(
+            state,
+            region,
+            page,
+            (page, page + PAGE_SIZE),
+            b"demand",
+            errno,
+        ),
+    }
+}
+
+/// No page is the demand page of a span granted for a prediction.
+const NO_DEMAND: u64 = u64::MAX;
+
+/// [`map_with_prediction`] in a fragmented region: the block around the demand page, and the block
+/// around each predicted page nobody claimed yet (claimed page by page like any coarse grant, marked
+/// MAPPED and counted as `around`; the predicted pages are still judged at the next fault).
+fn map_blocks_with_prediction(state: &State, region: &Region, page: u64, grain: Grain) -> Granted {
+    let mut granted = Granted::Yes;
+    let ran = with_prediction(|p| {
+        judge_pending(p);
+        let mut out = [0u64; MAX_PREDICT];
+        let first = region.start / PAGE_SIZE;
+        let end = region.end / PAGE_SIZE;
+        let count = p.predictor.on_fault(page / PAGE_SIZE, first, end, &mut out);
+        granted = grant(state, region, page, b"demand");
+        if granted != Granted::Yes {
+            return;
+        }
+        for &number in out.get(..count).unwrap_or(&[]) {
+            let Some(addr) = number.checked_mul(PAGE_SIZE) else {
+                continue;
+            };
+            if addr < region.start || addr >= region.end {
+                continue;
+            }
+            let untouched = state
+                .table
+                .state(region, addr)
+                .is_some_and(|s| s.load(Ordering::Acquire) == UNTOUCHED);
+            if !untouched {
+                continue;
+            }
+            let span = span(&state.table, region, addr, grain);
+            // Refused pages went back to UNTOUCHED: they are left to demand.
+            let _ = grant_span(state, region, NO_DEMAND, span, b"predict");
+            if let Some(pending) = p.pending.get_mut(p.pending_len) {
+                *pending = addr;
+                p.pending_len += 1;
+            }
+        }
+    });
+    if !ran {
+        return grant(state, region, page, b"demand");
+    }
+    granted
 }
 
 /// Adjacent pages made accessible with one `mprotect`: predicted pages, and perhaps the demand page.
@@ -509,29 +825,39 @@ struct Run {
 
 /// Makes a run of claimed (MAPPING) pages accessible, then marks the demand page MAPPED and the
 /// predicted ones PREDICTED: a thread faulting on one of them meanwhile waits for the run instead of
-/// taking its fault for a real one. Returns whether the run held the demand page and it was mapped.
-fn protect_run(state: &State, region: &Region, run: Run) -> bool {
+/// taking its fault for a real one. If the kernel refuses, the predicted pages go back to UNTOUCHED
+/// and the demand page stays MAPPING. If the run holds the demand page, `demand` gets the outcome
+/// (`Ok`, or the kernel's errno).
+fn protect_run(state: &State, region: &Region, run: Run, outcome: &mut Result<(), i32>) {
     if run.end <= run.start {
-        return false;
+        return;
     }
     let flags = MprotectFlags::from_bits_truncate(region.prot);
     let len = run.end - run.start;
     // SAFETY: the run lies in a region of the program image; only its protection changes.
-    let ok = unsafe { rustix::mm::mprotect(run.start as *mut c_void, len as usize, flags) }.is_ok();
+    let result = unsafe { rustix::mm::mprotect(run.start as *mut c_void, len as usize, flags) };
+    let ok = result.is_ok();
+    if ok {
+        note_run(state, region, run.start, run.end);
+    }
     let mut at = run.start;
     while at < run.end {
         if let Some(slot) = state.table.state(region, at) {
-            let done = if ok && Some(at) != run.demand {
-                PREDICTED
+            if Some(at) == run.demand {
+                if ok {
+                    slot.store(MAPPED, Ordering::Release);
+                }
             } else {
-                MAPPED
-            };
-            slot.store(done, Ordering::Release);
+                slot.store(if ok { PREDICTED } else { UNTOUCHED }, Ordering::Release);
+            }
         }
         at += PAGE_SIZE;
     }
-    if !ok {
-        return false;
+    if let Err(e) = result {
+        if run.demand.is_some() {
+            *outcome = Err(e.raw_os_error());
+        }
+        return;
     }
     let predicted = len / PAGE_SIZE - u64::from(run.demand.is_some());
     state
@@ -560,12 +886,9 @@ fn protect_run(state: &State, region: &Region, run: Run) -> bool {
                     b"predict",
                 );
             }
-            true
+            *outcome = Ok(());
         }
-        None => {
-            log(state, region, run.start, len / PAGE_SIZE, b"predict");
-            false
-        }
+        None => log(state, region, run.start, len / PAGE_SIZE, b"predict"),
     }
 }
 
@@ -660,7 +983,9 @@ fn claim_and_map(state: &State, region: &Region, page: u64, why: &[u8]) {
     };
     match slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
-            map_claimed(state, region, page, slot, why);
+            if let Granted::Failed(errno) = grant(state, region, page, why) {
+                cannot_go_on(state, page, errno);
+            }
         }
         Err(MAPPING) => {
             while slot.load(Ordering::Acquire) == MAPPING {
@@ -841,9 +1166,11 @@ pub fn print_stats() {
         (b"predicted_pages", load(&s.predicted_pages)),
         (b"predicted_used", load(&s.predicted_used)),
         (b"predicted_unused", load(&s.predicted_unused)),
+        (b"around_pages", load(&s.around_pages)),
         (b"lookups", load(&state.table.lookups)),
         (b"cache_hits", load(&state.table.hits)),
         (b"real_faults", load(&s.real_faults)),
+        (b"vmas", count_vmas()),
         (b"peak_vm_kib", peak_vm),
         (b"peak_rss_kib", peak_rss),
     ] {
@@ -851,6 +1178,31 @@ pub fn print_stats() {
     }
     line.push(b"\n");
     line.write_to(fd);
+}
+
+/// The process's mappings (VMAs) now: the lines of `/proc/self/maps`, read in fixed-size pieces (0 if
+/// unreadable).
+fn count_vmas() -> u64 {
+    let Ok(fd) = rustix::fs::open(
+        c"/proc/self/maps",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return 0;
+    };
+    let mut buf = [0u8; 4096];
+    let mut lines = 0u64;
+    loop {
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(n) if n > 0 => {
+                let read = buf.get(..n).unwrap_or(&[]);
+                lines += read.iter().filter(|&&b| b == b'\n').count() as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            _ => break,
+        }
+    }
+    lines
 }
 
 /// VmPeak and VmHWM from `/proc/self/status`, in KiB (0 if unreadable).
@@ -885,4 +1237,88 @@ fn peak_memory_kib() -> (u64, u64) {
         0
     };
     (field(b"VmPeak:"), field(b"VmHWM:"))
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+
+    /// A table of one 4 MiB anonymous region at 0x1000000.
+    fn table() -> RegionTable {
+        let states: &'static [AtomicU8] =
+            std::vec::Vec::leak((0..1024).map(|_| AtomicU8::new(0)).collect());
+        let mut t = RegionTable::new(states);
+        assert!(t.push(0x100_0000, 0x140_0000, 3, None, 2));
+        t
+    }
+
+    #[test]
+    fn grants_grow_coarser_as_a_region_fragments() {
+        let t = table();
+        let r = *t.lookup(0x100_0000).unwrap();
+        assert_eq!(grain(&t, &r), Grain::Page);
+        let steps = [
+            (FINE_RUNS, Grain::Block(64 << 10)),
+            (BLOCK_RUNS, Grain::Block(2 << 20)),
+            (LARGE_RUNS, Grain::Gap),
+        ];
+        let mut runs = 0;
+        for (threshold, expected) in steps {
+            while runs < threshold - 1 {
+                t.count_run(&r);
+                runs += 1;
+            }
+            assert_ne!(grain(&t, &r), expected);
+            t.count_run(&r);
+            runs += 1;
+            assert_eq!(grain(&t, &r), expected, "after {runs} runs");
+        }
+    }
+
+    #[test]
+    fn a_busy_table_grants_whole_gaps_everywhere() {
+        let states: &'static [AtomicU8] =
+            std::vec::Vec::leak((0..64).map(|_| AtomicU8::new(0)).collect());
+        let mut t = RegionTable::new(states);
+        assert!(t.push(0x40_0000, 0x41_0000, 5, Some(0), 1));
+        assert!(t.push(0x50_0000, 0x51_0000, 3, None, 2));
+        let (text, bss) = (*t.lookup(0x40_0000).unwrap(), *t.lookup(0x50_0000).unwrap());
+        for _ in 0..TOTAL_RUNS - 1 {
+            t.count_run(&text);
+        }
+        assert_eq!(grain(&t, &bss), Grain::Page);
+        t.count_run(&text);
+        assert_eq!(grain(&t, &bss), Grain::Gap);
+    }
+
+    #[test]
+    fn spans_are_aligned_blocks_clamped_to_the_region_or_the_untouched_gap() {
+        let t = table();
+        let r = *t.lookup(0x100_0000).unwrap();
+        let page = 0x123_4000;
+        assert_eq!(span(&t, &r, page, Grain::Page), (page, page + PAGE_SIZE));
+        assert_eq!(
+            span(&t, &r, page, Grain::Block(64 << 10)),
+            (0x123_0000, 0x124_0000)
+        );
+        assert_eq!(
+            span(&t, &r, page, Grain::Block(2 << 20)),
+            (0x120_0000, 0x140_0000)
+        );
+        // A 2 MiB block reaching below the region is cut at its start.
+        assert_eq!(
+            span(&t, &r, 0x100_3000, Grain::Block(8 << 20)),
+            (0x100_0000, 0x140_0000)
+        );
+        // The gap: from the page after the last non-untouched one below to the next one above.
+        assert_eq!(span(&t, &r, page, Grain::Gap), (0x100_0000, 0x140_0000));
+        t.state(&r, 0x120_0000)
+            .unwrap()
+            .store(MAPPED, Ordering::Relaxed);
+        t.state(&r, 0x130_0000)
+            .unwrap()
+            .store(MAPPING, Ordering::Relaxed);
+        assert_eq!(span(&t, &r, page, Grain::Gap), (0x120_1000, 0x130_0000));
+    }
 }

@@ -5,8 +5,11 @@
 //! its page states and counters updated through atomics) by the handler. A sorted array answers "which
 //! region holds this address" by binary search, behind a one-entry cache of the last region found (the
 //! kernel keeps such a cache per process, `mmap_cache`); lookups and cache hits are counted.
+//!
+//! Each region also counts its *runs*: grants that made pages accessible with no accessible page on
+//! either side, each of which split a `PROT_NONE` mapping into three (see [`RegionTable::runs`]).
 
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use uexec_elf::PAGE_SIZE;
 
 /// The most regions: a file part and an anonymous part for every loadable segment.
@@ -35,6 +38,8 @@ pub struct Region {
     pub segment: u16,
     /// Index of the region's first page in the page-state array.
     pub first_state: usize,
+    /// Index of the region in its table.
+    pub index: usize,
 }
 
 impl Region {
@@ -53,6 +58,10 @@ pub struct RegionTable {
     cache: AtomicUsize,
     pub lookups: AtomicU64,
     pub hits: AtomicU64,
+    /// Per region, grants that bordered no accessible page (each adds up to two VMAs).
+    runs: [AtomicU32; MAX_REGIONS],
+    /// The same, over all regions.
+    pub total_runs: AtomicU64,
 }
 
 impl RegionTable {
@@ -66,12 +75,15 @@ impl RegionTable {
                 file_offset: None,
                 segment: 0,
                 first_state: 0,
+                index: 0,
             }; MAX_REGIONS],
             count: 0,
             states,
             cache: AtomicUsize::new(0),
             lookups: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            runs: [const { AtomicU32::new(0) }; MAX_REGIONS],
+            total_runs: AtomicU64::new(0),
         }
     }
 
@@ -108,6 +120,7 @@ impl RegionTable {
             file_offset,
             segment,
             first_state,
+            index: self.count,
         };
         self.count += 1;
         true
@@ -151,6 +164,30 @@ impl RegionTable {
     /// Every page state, in region order (for the exit-time accounting of predictions).
     pub fn states(&self) -> &[AtomicU8] {
         self.states
+    }
+
+    /// The runs counted for `region` so far.
+    pub fn runs(&self, region: &Region) -> u32 {
+        self.runs
+            .get(region.index)
+            .map_or(u32::MAX, |r| r.load(Ordering::Relaxed))
+    }
+
+    /// Counts a grant in `region` that bordered no accessible page.
+    pub fn count_run(&self, region: &Region) {
+        if let Some(r) = self.runs.get(region.index) {
+            r.fetch_add(1, Ordering::Relaxed);
+        }
+        self.total_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the page at `addr` is in `region` and was made accessible (`MAPPED` or `PREDICTED`).
+    pub fn accessible(&self, region: &Region, addr: u64) -> bool {
+        addr >= region.start
+            && addr < region.end
+            && self
+                .state(region, addr)
+                .is_some_and(|s| matches!(s.load(Ordering::Acquire), MAPPED | PREDICTED))
     }
 
     /// The state of the page at `addr` in `region` (which must hold it).
@@ -206,5 +243,24 @@ mod tests {
         let mut t = table();
         assert!(!t.push(0x40f000, 0x411000, 3, None, 4));
         assert!(!t.push(0x500000, 0x600000, 3, None, 4)); // 256 pages: more than the 64 states
+    }
+
+    #[test]
+    fn runs_are_counted_per_region_and_in_total() {
+        let t = table();
+        let text = *t.lookup(0x401000).unwrap();
+        let bss = *t.lookup(0x408000).unwrap();
+        assert_eq!((text.index, bss.index), (1, 3));
+        t.count_run(&bss);
+        t.count_run(&bss);
+        t.count_run(&text);
+        assert_eq!((t.runs(&text), t.runs(&bss)), (1, 2));
+        assert_eq!(t.total_runs.load(Ordering::Relaxed), 3);
+        t.state(&bss, 0x409000)
+            .unwrap()
+            .store(MAPPED, Ordering::Relaxed);
+        assert!(t.accessible(&bss, 0x409000));
+        assert!(!t.accessible(&bss, 0x40a000));
+        assert!(!t.accessible(&bss, 0x407000)); // below the region
     }
 }
