@@ -10,6 +10,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use linux_raw_sys::general as k;
+
 use crate::sys::{self, KernelSigaction};
 
 /// Signals the pager holds for the program (bit `sig - 1`), the program's own action being SIG_DFL.
@@ -114,7 +116,13 @@ extern "C" fn on_fatal(sig: i32, _info: *mut core::ffi::c_void, _context: *mut c
     // SAFETY: unblock the signal, then send it to this thread: it is delivered, with its default action,
     // as this call returns.
     unsafe {
-        sys::syscall4(14, 1, &set as *const u64 as u64, 0, 8);
-        sys::syscall4(234, pid, tid, sig as u64, 0);
+        sys::syscall4(
+            k::__NR_rt_sigprocmask as u64,
+            k::SIG_UNBLOCK as u64,
+            &set as *const u64 as u64,
+            0,
+            8,
+        );
+        sys::syscall4(k::__NR_tgkill as u64, pid, tid, sig as u64, 0);
     }
 }

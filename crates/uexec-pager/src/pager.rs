@@ -36,6 +36,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
+use linux_raw_sys::general as k;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use uexec_elf::{page_down, page_up, Image, PAGE_SIZE};
 
@@ -893,8 +894,14 @@ fn protect_run(state: &State, region: &Region, run: Run, outcome: &mut Result<()
 }
 
 /// Tells the predictor which of the pages it predicted at the last fault the program has touched since
-/// (they are resident: a predicted anonymous page is made accessible, not populated).
+/// (they are resident: a predicted anonymous page is made accessible, not populated). Only for
+/// `adaptive`, the one policy that learns from it: for the others the fault path makes no `mincore`.
 fn judge_pending(p: &mut Prediction) {
+    if !p.predictor.wants_feedback() {
+        // Nothing on the fault path learns from it; `--stats` counts predictions at exit.
+        p.pending_len = 0;
+        return;
+    }
     let pending = p.pending.get(..p.pending_len).unwrap_or(&[]);
     let (Some(&low), Some(&high)) = (pending.iter().min(), pending.iter().max()) else {
         p.pending_len = 0;
@@ -936,7 +943,7 @@ fn mincore(addr: u64, pages: usize, vec: &mut [u8]) -> bool {
     // SAFETY: the kernel writes one byte per page into `vec`, which holds at least `pages` bytes.
     unsafe {
         sys::syscall4(
-            27,
+            k::__NR_mincore as u64,
             addr,
             pages as u64 * PAGE_SIZE,
             vec.as_mut_ptr() as u64,
@@ -1075,7 +1082,7 @@ fn run_program_handler(
     // SAFETY: rt_sigprocmask with pointers to local sets of the kernel's size (8 bytes).
     unsafe {
         sys::syscall4(
-            14,
+            k::__NR_rt_sigprocmask as u64,
             SIG_SETMASK,
             &mask as *const u64 as u64,
             &mut old as *mut u64 as u64,
@@ -1097,7 +1104,15 @@ fn run_program_handler(
         handler(sig);
     }
     // SAFETY: restores the mask saved above.
-    unsafe { sys::syscall4(14, SIG_SETMASK, &old as *const u64 as u64, 0, 8) };
+    unsafe {
+        sys::syscall4(
+            k::__NR_rt_sigprocmask as u64,
+            SIG_SETMASK,
+            &old as *const u64 as u64,
+            0,
+            8,
+        )
+    };
 }
 
 /// Makes the image pages in `[addr, addr + len)` accessible, for a system call that is about to read or

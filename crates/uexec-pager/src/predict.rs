@@ -388,6 +388,12 @@ impl Predictor {
         n
     }
 
+    /// Whether [`Self::feedback`] changes anything: only `adaptive` learns from it, so for the other
+    /// policies a caller can skip measuring (a `mincore` per fault).
+    pub fn wants_feedback(&self) -> bool {
+        self.policy == Policy::Adaptive
+    }
+
     /// How many of the pages predicted at earlier faults were touched by the program since the last call
     /// (`used`) and how many were found untouched (`unused`), e.g. measured by the caller with mincore().
     ///
