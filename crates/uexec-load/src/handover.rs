@@ -194,6 +194,67 @@ unsafe extern "C" fn release_trampoline() {
     )
 }
 
+/// A copy of position-independent trampoline code on a fresh page of its own, to be filled in
+/// ([`Self::put`]) and then made executable ([`Self::seal`]). The code is `[code, end)` of this
+/// binary's text, with its data block starting at `data`; everything it reads is in that block.
+pub(crate) struct TrampolinePage {
+    page: *mut u8,
+    data_offset: usize,
+}
+
+impl TrampolinePage {
+    /// Maps the page and copies the code; `None` if it does not fit a page or no page is to be had.
+    pub(crate) fn new(code: usize, data: usize, end: usize) -> Option<Self> {
+        let page = uexec_elf::PAGE_SIZE as usize;
+        let len = end.checked_sub(code).filter(|&len| len <= page)?;
+        let data_offset = data.checked_sub(code).filter(|&d| d <= len)?;
+        // SAFETY: a fresh anonymous page; without MAP_FIXED the kernel picks an unused range.
+        let mapped = unsafe {
+            rustix::mm::mmap_anonymous(
+                core::ptr::null_mut(),
+                page,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }
+        .ok()?
+        .cast::<u8>();
+        // SAFETY: `len` bytes of this binary's text (checked to fit), into the fresh writable page.
+        unsafe { core::ptr::copy_nonoverlapping(code as *const u8, mapped, len) };
+        Some(Self {
+            page: mapped,
+            data_offset,
+        })
+    }
+
+    /// Writes `bytes` at offset `at` of the copy's data block.
+    pub(crate) fn put(&self, at: usize, bytes: &[u8]) {
+        let start = self.data_offset + at;
+        if start + bytes.len() <= uexec_elf::PAGE_SIZE as usize {
+            // SAFETY: inside the page mapped writable by `new`, which nothing else uses yet.
+            unsafe {
+                core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.page.add(start), bytes.len())
+            };
+        }
+    }
+
+    /// Makes the page executable (and no longer writable); returns where the code starts, or `None`
+    /// (the page is then unmapped) if the kernel refuses.
+    pub(crate) fn seal(self) -> Option<*mut u8> {
+        let rx = rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC;
+        let page = uexec_elf::PAGE_SIZE as usize;
+        // SAFETY: the page mapped by `new`.
+        match unsafe { rustix::mm::mprotect(self.page.cast(), page, rx) } {
+            Ok(()) => Some(self.page),
+            Err(_) => {
+                // SAFETY: the page mapped by `new`, unused.
+                let _ = unsafe { rustix::mm::munmap(self.page.cast(), page) };
+                None
+            }
+        }
+    }
+}
+
 /// Like [`jump`], but first gives up the loader itself as [`Release`] describes, so that nothing of the
 /// loader's stays in the process but the one page of the trampoline.
 ///
@@ -206,48 +267,31 @@ pub unsafe fn jump_releasing(entry: u64, sp: u64, release: &Release) -> ! {
     let start = release_trampoline as *const () as usize;
     let data = core::ptr::addr_of!(uexec_trampoline_data) as usize;
     let end = core::ptr::addr_of!(uexec_trampoline_end) as usize;
-    let len = end - start;
-    let page = uexec_elf::PAGE_SIZE as usize;
-    // SAFETY: a fresh anonymous page; without MAP_FIXED the kernel picks an unused range.
-    let tramp = unsafe {
-        rustix::mm::mmap_anonymous(
-            core::ptr::null_mut(),
-            page,
-            rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-            rustix::mm::MapFlags::PRIVATE,
-        )
-    };
-    let Ok(tramp) = tramp else {
+    let Some(tramp) = TrampolinePage::new(start, data, end) else {
         // No page for the trampoline: keep the loader mapped and go the plain way.
         // SAFETY: per this function's contract, which includes jump's.
         unsafe { jump(entry, sp) }
     };
-    let tramp = tramp.cast::<u8>();
-    let offset = data - start;
     let without = MmMap {
         exe_fd: u32::MAX,
         ..release.map
     };
-    // SAFETY: the code is `len` bytes of this binary's text (len < a page: a few hundred bytes), copied
-    // into the fresh writable page; the data block lies inside the copy at `offset`.
+    tramp.put(slot::ENTRY, &entry.to_ne_bytes());
+    tramp.put(slot::MXCSR, &u64::from(MXCSR_INIT).to_ne_bytes());
+    tramp.put(slot::MAP_WITH_EXE, mm_map_bytes(&release.map));
+    tramp.put(slot::MAP_WITHOUT_EXE, mm_map_bytes(&without));
+    tramp.put(slot::IMAGE, &release.image.0.to_ne_bytes());
+    tramp.put(slot::IMAGE + 8, &release.image.1.to_ne_bytes());
+    tramp.put(slot::OLD_STACK, &release.old_stack.0.to_ne_bytes());
+    tramp.put(slot::OLD_STACK + 8, &release.old_stack.1.to_ne_bytes());
+    tramp.put(slot::EXE_FD, &u64::from(release.map.exe_fd).to_ne_bytes());
+    let Some(tramp) = tramp.seal() else {
+        // SAFETY: as above.
+        unsafe { jump(entry, sp) }
+    };
+    // SAFETY: the page holds a sealed copy of `release_trampoline`, its data filled in: a function of
+    // this type, which unmaps the loader and jumps to `entry` on `sp`.
     unsafe {
-        core::ptr::copy_nonoverlapping(start as *const u8, tramp, len.min(page));
-        let put = |at: usize, bytes: &[u8]| {
-            core::ptr::copy_nonoverlapping(bytes.as_ptr(), tramp.add(offset + at), bytes.len())
-        };
-        put(slot::ENTRY, &entry.to_ne_bytes());
-        put(slot::MXCSR, &u64::from(MXCSR_INIT).to_ne_bytes());
-        put(slot::MAP_WITH_EXE, mm_map_bytes(&release.map));
-        put(slot::MAP_WITHOUT_EXE, mm_map_bytes(&without));
-        put(slot::IMAGE, &release.image.0.to_ne_bytes());
-        put(slot::IMAGE + 8, &release.image.1.to_ne_bytes());
-        put(slot::OLD_STACK, &release.old_stack.0.to_ne_bytes());
-        put(slot::OLD_STACK + 8, &release.old_stack.1.to_ne_bytes());
-        put(slot::EXE_FD, &u64::from(release.map.exe_fd).to_ne_bytes());
-        let rx = rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::EXEC;
-        if rustix::mm::mprotect(tramp.cast(), page, rx).is_err() {
-            jump(entry, sp)
-        }
         let target: extern "C" fn(u64) -> ! = core::mem::transmute(tramp);
         target(sp)
     }

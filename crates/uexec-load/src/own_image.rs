@@ -351,59 +351,30 @@ fn remap_around(startup: &Startup, map: &MmMap) -> Option<i64> {
     let code = remap_trampoline as *const () as usize;
     let data = core::ptr::addr_of!(uexec_remap_data) as usize;
     let end = core::ptr::addr_of!(uexec_remap_end) as usize;
-    let page = uexec_elf::PAGE_SIZE as usize;
-    let code_len = end - code;
-    if code_len > page {
-        return None;
-    }
-    // SAFETY: a fresh anonymous page; without MAP_FIXED the kernel picks an unused range.
-    let tramp = unsafe {
-        rustix::mm::mmap_anonymous(
-            core::ptr::null_mut(),
-            page,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::PRIVATE,
-        )
-    }
-    .ok()?
-    .cast::<u8>();
-    let put = |at: usize, bytes: &[u8]| {
-        // SAFETY: the data block lies inside the copy at `data - code`, and every slot inside the block.
-        unsafe {
-            core::ptr::copy_nonoverlapping(bytes.as_ptr(), tramp.add(data - code + at), bytes.len())
-        }
-    };
-    // SAFETY: `code_len` bytes of this binary's text (checked to fit), into the fresh writable page.
-    unsafe { core::ptr::copy_nonoverlapping(code as *const u8, tramp, code_len) };
-    put(slot::MAP, crate::handover::mm_map_bytes(map));
-    put(slot::FD, &(own_file.as_raw_fd() as u64).to_ne_bytes());
-    put(slot::UNMAP, &low.to_ne_bytes());
-    put(slot::UNMAP + 8, &(ro_high - low).to_ne_bytes());
-    put(slot::COUNT, &(count as u64).to_ne_bytes());
+    let tramp = crate::handover::TrampolinePage::new(code, data, end)?;
+    tramp.put(slot::MAP, crate::handover::mm_map_bytes(map));
+    tramp.put(slot::FD, &(own_file.as_raw_fd() as u64).to_ne_bytes());
+    tramp.put(slot::UNMAP, &low.to_ne_bytes());
+    tramp.put(slot::UNMAP + 8, &(ro_high - low).to_ne_bytes());
+    tramp.put(slot::COUNT, &(count as u64).to_ne_bytes());
     for (i, segment) in segments.iter().take(count).enumerate() {
         for (j, word) in segment.iter().enumerate() {
-            put(
+            tramp.put(
                 slot::SEGMENTS + i * slot::SEGMENT + j * 8,
                 &word.to_ne_bytes(),
             );
         }
     }
-    let rx = MprotectFlags::READ | MprotectFlags::EXEC;
-    // SAFETY: the trampoline page made above.
-    let result = match unsafe { rustix::mm::mprotect(tramp.cast(), page, rx) } {
-        Ok(()) => {
-            // SAFETY: the page holds a copy of `remap_trampoline`, now executable: a function of this
-            // type.
-            let run: unsafe extern "C" fn() -> i64 = unsafe { core::mem::transmute(tramp) };
-            // SAFETY: position-independent, its data filled in; it returns to this code only once the
-            // read-only segments are mapped back at the same addresses from the same file (see the
-            // module docs).
-            Some(unsafe { run() })
-        }
-        Err(_) => None,
-    };
+    let tramp = tramp.seal()?;
+    // SAFETY: the page holds a sealed copy of `remap_trampoline`, its data filled in: a function of
+    // this type.
+    let run: unsafe extern "C" fn() -> i64 = unsafe { core::mem::transmute(tramp) };
+    // SAFETY: position-independent, its data filled in; it returns to this code only once the
+    // read-only segments are mapped back at the same addresses from the same file (see the module
+    // docs).
+    let result = Some(unsafe { run() });
     // SAFETY: the trampoline page, no longer used.
-    let _ = unsafe { rustix::mm::munmap(tramp.cast(), page) };
+    let _ = unsafe { rustix::mm::munmap(tramp.cast(), uexec_elf::PAGE_SIZE as usize) };
     drop(own_file);
     result
 }
