@@ -707,11 +707,8 @@ fn map_with_prediction(state: &State, region: &Region, page: u64, grain: Grain) 
     }
     let mut demand_mapped = Err(0);
     let ran = with_prediction(|p| {
-        judge_pending(p);
         let mut out = [0u64; MAX_PREDICT];
-        let first = region.start / PAGE_SIZE;
-        let end = region.end / PAGE_SIZE;
-        let count = p.predictor.on_fault(page / PAGE_SIZE, first, end, &mut out);
+        let count = next_prediction(p, region, page, &mut out);
         let mut run = Run {
             start: page,
             end: page + PAGE_SIZE,
@@ -769,6 +766,20 @@ fn map_with_prediction(state: &State, region: &Region, page: u64, grain: Grain) 
     }
 }
 
+/// Judges the last prediction and asks the predictor for the pages to map with the fault at `page` in
+/// `region`: their page numbers go in `out`; returns how many.
+fn next_prediction(
+    p: &mut Prediction,
+    region: &Region,
+    page: u64,
+    out: &mut [u64; MAX_PREDICT],
+) -> usize {
+    judge_pending(p);
+    let first = region.start / PAGE_SIZE;
+    let end = region.end / PAGE_SIZE;
+    p.predictor.on_fault(page / PAGE_SIZE, first, end, out)
+}
+
 /// No page is the demand page of a span granted for a prediction.
 const NO_DEMAND: u64 = u64::MAX;
 
@@ -778,11 +789,8 @@ const NO_DEMAND: u64 = u64::MAX;
 fn map_blocks_with_prediction(state: &State, region: &Region, page: u64, grain: Grain) -> Granted {
     let mut granted = Granted::Yes;
     let ran = with_prediction(|p| {
-        judge_pending(p);
         let mut out = [0u64; MAX_PREDICT];
-        let first = region.start / PAGE_SIZE;
-        let end = region.end / PAGE_SIZE;
-        let count = p.predictor.on_fault(page / PAGE_SIZE, first, end, &mut out);
+        let count = next_prediction(p, region, page, &mut out);
         granted = grant(state, region, page, b"demand");
         if granted != Granted::Yes {
             return;
