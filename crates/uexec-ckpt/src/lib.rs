@@ -5,7 +5,7 @@
 //!
 //! An image is a 32-byte header followed by records. Every record is
 //! `tag: u32, reserved: u32 (0), len: u64, payload[len], pad to 8, checksum: u64` where the checksum is
-//! [`Fnv`] over the payload (padding excluded). The last record is [`tag::END`]; nothing may follow it.
+//! [`Checksum`] over the payload (padding excluded). The last record is [`tag::END`]; nothing may follow it.
 //! All integers are little-endian.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -70,36 +70,104 @@ pub mod prot {
     pub const EXEC: u32 = 4;
 }
 
-/// 64-bit FNV-1a, streaming: the checksum of every record.
+/// The checksum of every record, streaming. FNV-1a, which version 1 drafts used, handles a byte per
+/// multiply and ran at under 1 GB/s here, slower than copying the image; this one keeps four
+/// independent lanes of 64-bit words (each word multiplied, added, rotated and multiplied again), so a
+/// gigabyte region costs about what reading it does. Bytes past the last whole 32-byte block, the
+/// lanes and the length are folded into one value at the end, which is then mixed so that every input
+/// bit reaches every output bit. Any change of one word changes its lane (each step is a bijection of
+/// the lane's state); it is meant to catch corruption, not tampering.
 #[derive(Copy, Clone, Debug)]
-pub struct Fnv(u64);
+pub struct Checksum {
+    lanes: [u64; 4],
+    pending: [u8; 32],
+    pending_len: usize,
+    total: u64,
+}
 
-impl Default for Fnv {
+const P1: u64 = 0x9e37_79b1_85eb_ca87;
+const P2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+const P3: u64 = 0x1656_67b1_9e37_79f9;
+const P4: u64 = 0x85eb_ca77_c2b2_ae63;
+
+/// One lane step.
+const fn round(lane: u64, word: u64) -> u64 {
+    lane.wrapping_add(word.wrapping_mul(P2))
+        .rotate_left(31)
+        .wrapping_mul(P1)
+}
+
+impl Default for Checksum {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Fnv {
+impl Checksum {
     pub const fn new() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-    pub fn update(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        Self {
+            lanes: [P1.wrapping_add(P2), P2, 0, 0u64.wrapping_sub(P1)],
+            pending: [0; 32],
+            pending_len: 0,
+            total: 0,
         }
-        self.0 = h;
     }
-    pub const fn finish(&self) -> u64 {
-        self.0
+
+    fn block(&mut self, block: &[u8]) {
+        for (lane, word) in self.lanes.iter_mut().zip(block.chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            *lane = round(*lane, u64::from_le_bytes(w));
+        }
+    }
+
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.total = self.total.wrapping_add(bytes.len() as u64);
+        if self.pending_len > 0 {
+            let take = (32 - self.pending_len).min(bytes.len());
+            let (now, rest) = bytes.split_at(take);
+            if let Some(dest) = self.pending.get_mut(self.pending_len..self.pending_len + take) {
+                dest.copy_from_slice(now);
+            }
+            self.pending_len += take;
+            bytes = rest;
+            if self.pending_len < 32 {
+                return;
+            }
+            let block = self.pending;
+            self.block(&block);
+            self.pending_len = 0;
+        }
+        let mut blocks = bytes.chunks_exact(32);
+        for block in &mut blocks {
+            self.block(block);
+        }
+        let tail = blocks.remainder();
+        if let Some(dest) = self.pending.get_mut(..tail.len()) {
+            dest.copy_from_slice(tail);
+        }
+        self.pending_len = tail.len();
+    }
+
+    pub fn finish(&self) -> u64 {
+        let mut h = self.total.wrapping_mul(P4);
+        for &lane in &self.lanes {
+            h = (h ^ round(0, lane)).wrapping_mul(P1).wrapping_add(P4);
+        }
+        for &b in self.pending.get(..self.pending_len).unwrap_or(&[]) {
+            h = (h ^ u64::from(b).wrapping_mul(P3)).rotate_left(11).wrapping_mul(P1);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(P2);
+        h ^= h >> 29;
+        h = h.wrapping_mul(P3);
+        h ^ (h >> 32)
     }
 }
 
 /// The checksum of `bytes`.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    let mut h = Fnv::new();
+    let mut h = Checksum::new();
     h.update(bytes);
     h.finish()
 }

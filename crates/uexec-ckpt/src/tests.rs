@@ -1,6 +1,7 @@
 //! Unit tests of the parser: a well-formed image round-trips, and every kind of damage is refused.
 extern crate std;
 use super::*;
+use std::vec;
 use std::vec::Vec;
 
 fn record(out: &mut Vec<u8>, t: u32, payload: &[u8]) {
@@ -239,4 +240,34 @@ fn random_mutations_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn checksum_is_the_same_however_the_bytes_are_split() {
+    let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    let whole = checksum(&bytes);
+    for split in [0, 1, 7, 31, 32, 33, 64, 500, 999, 1000] {
+        let mut h = Checksum::new();
+        h.update(&bytes[..split]);
+        h.update(&bytes[split..]);
+        assert_eq!(h.finish(), whole, "split at {split}");
+    }
+}
+
+#[test]
+fn checksum_sees_every_single_bit_flip_and_the_length() {
+    let bytes = vec![0u8; 200];
+    let base = checksum(&bytes);
+    for i in 0..bytes.len() * 8 {
+        let mut flipped = bytes.clone();
+        flipped[i / 8] ^= 1 << (i % 8);
+        assert_ne!(checksum(&flipped), base, "bit {i}");
+    }
+    // Two flips of the same bit in two words of one lane must not cancel out.
+    let mut two = bytes.clone();
+    two[7] ^= 0x80;
+    two[39] ^= 0x80;
+    assert_ne!(checksum(&two), base);
+    assert_ne!(checksum(&bytes[..199]), base);
+    assert_ne!(checksum(&[0u8; 201]), base);
 }
