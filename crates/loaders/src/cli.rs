@@ -156,7 +156,17 @@ mod tests {
         assert_eq!(parse_signal(b"SIGUSR1"), Some(10));
         assert_eq!(parse_signal(b"10"), Some(10));
         assert_eq!(parse_signal(b"RTMIN+2"), Some(36));
-        for bad in [&b"KILL"[..], b"9", b"SEGV", b"11", b"STOP", b"0", b"65", b"USR3", b""] {
+        for bad in [
+            &b"KILL"[..],
+            b"9",
+            b"SEGV",
+            b"11",
+            b"STOP",
+            b"0",
+            b"65",
+            b"USR3",
+            b"",
+        ] {
             assert_eq!(parse_signal(bad), None, "{bad:?}");
         }
     }

@@ -136,7 +136,8 @@ pub unsafe fn install(config: &Config<'_>) -> Result<(), InstallError> {
     let image = config.image.to_bytes();
     let mut len = 0;
     if image.first() != Some(&b'/') {
-        len = sys::getcwd(&mut st.path).map_err(|e| InstallError::Os(Errno::from_raw_os_error(-e as i32)))?;
+        len = sys::getcwd(&mut st.path)
+            .map_err(|e| InstallError::Os(Errno::from_raw_os_error(-e as i32)))?;
         if st.path.get(..len) != Some(b"/") {
             *st.path.get_mut(len).ok_or(InstallError::TooMuch)? = b'/';
             len += 1;
@@ -234,7 +235,10 @@ impl core::fmt::Write for Line {
 }
 
 fn say(args: core::fmt::Arguments<'_>) {
-    let mut line = Line { buf: [0; 512], len: 0 };
+    let mut line = Line {
+        buf: [0; 512],
+        len: 0,
+    };
     let _ = line.write_fmt(args);
     // SAFETY: fd 2 is only borrowed for this write.
     let _ = rustix::io::write(unsafe { BorrowedFd::borrow_raw(2) }, &line.buf[..line.len]);
@@ -278,25 +282,6 @@ fn cstr(b: &[u8]) -> &CStr {
     CStr::from_bytes_until_nul(b).unwrap_or(c"")
 }
 
-/// Reads a whole (small or pseudo) file into `buf`; returns the bytes read.
-fn read_file<'b>(path: &CStr, buf: &'b mut [u8]) -> Result<&'b [u8], Errno> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut len = 0;
-    loop {
-        let Some(rest) = buf.get_mut(len..) else { break };
-        if rest.is_empty() {
-            break;
-        }
-        match rustix::io::read(&fd, rest) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(buf.get(..len).unwrap_or(&[]))
-}
-
 fn word(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8)
         .and_then(|w| <[u8; 8]>::try_from(w).ok())
@@ -315,19 +300,24 @@ fn capture(frame: &[u8]) -> Result<(), Failure> {
     let (stat_buf, small) = small.split_at_mut(AUXV_AT);
     let (auxv_buf, small) = small.split_at_mut(RSEQ_AT - AUXV_AT);
     let (rseq_area, text) = small.split_at_mut(TEXT_AT - RSEQ_AT);
-    let stat_text = read_file(c"/proc/self/stat", stat_buf).map_err(|e| Failure::Read("/proc/self/stat", e))?;
+    let stat_text = sys::read_file(c"/proc/self/stat", stat_buf)
+        .map_err(|e| Failure::Read("/proc/self/stat", e))?;
     let stat = procfs::stat(stat_text).ok_or(Failure::Unparsable("/proc/self/stat"))?;
     if stat.threads > 1 {
         return Err(Failure::Threads(stat.threads));
     }
     let room = maps_area.len();
-    let maps = read_file(c"/proc/self/maps", maps_area).map_err(|e| Failure::Read("/proc/self/maps", e))?;
+    let maps = sys::read_file(c"/proc/self/maps", maps_area)
+        .map_err(|e| Failure::Read("/proc/self/maps", e))?;
     if maps.len() == room {
         return Err(Failure::Unparsable("/proc/self/maps (too long)"));
     }
-    let auxv = read_file(c"/proc/self/auxv", auxv_buf).map_err(|e| Failure::Read("/proc/self/auxv", e))?;
+    let auxv = sys::read_file(c"/proc/self/auxv", auxv_buf)
+        .map_err(|e| Failure::Read("/proc/self/auxv", e))?;
     let auxv = auxv.get(..auxv.len() / 16 * 16).unwrap_or(&[]);
-    let auxv = auxv.get(..auxv.len().min(uexec_ckpt::MAX_AUXV)).unwrap_or(&[]);
+    let auxv = auxv
+        .get(..auxv.len().min(uexec_ckpt::MAX_AUXV))
+        .unwrap_or(&[]);
 
     let fd = rustix::fs::open(
         cstr(&st.tmp),
@@ -363,13 +353,26 @@ fn capture(frame: &[u8]) -> Result<(), Failure> {
             w.put(text.get(..n).unwrap_or(&[]));
             w.end();
         }
-        Err(e) => return Err(Failure::Read("the working directory", Errno::from_raw_os_error(-e as i32))),
+        Err(e) => {
+            return Err(Failure::Read(
+                "the working directory",
+                Errno::from_raw_os_error(-e as i32),
+            ))
+        }
     }
     files(&mut w, tmp_fd, text)?;
-    let mem = rustix::fs::open(c"/proc/self/mem", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Failure::Read("/proc/self/mem", e))?;
-    let pagemap = rustix::fs::open(c"/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Failure::Read("/proc/self/pagemap", e))?;
+    let mem = rustix::fs::open(
+        c"/proc/self/mem",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::Read("/proc/self/mem", e))?;
+    let pagemap = rustix::fs::open(
+        c"/proc/self/pagemap",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Failure::Read("/proc/self/pagemap", e))?;
     for m in procfs::mappings(maps) {
         let m = m.ok_or(Failure::Unparsable("/proc/self/maps"))?;
         if is_host(st, m.start, m.end) || m.end > 1 << 47 {
@@ -385,8 +388,13 @@ fn capture(frame: &[u8]) -> Result<(), Failure> {
 }
 
 fn is_host(st: &State, start: u64, end: u64) -> bool {
-    st.ranges.iter().any(|&(lo, hi)| lo < hi && start < hi && lo < end)
-        || st.addresses.iter().any(|&a| a != 0 && start <= a && a < end)
+    st.ranges
+        .iter()
+        .any(|&(lo, hi)| lo < hi && start < hi && lo < end)
+        || st
+            .addresses
+            .iter()
+            .any(|&a| a != 0 && start <= a && a < end)
 }
 
 /// The REGISTERS record, from the handler's signal frame.
@@ -465,11 +473,13 @@ fn probe_rseq(area: &mut [u8]) -> Option<(u64, u32, u32)> {
         return None;
     }
     let low = tp.saturating_sub(8192);
-    (0..(8192 + 8192) / 32).map(|i| low + 32 * i).find_map(|addr| {
-        // SAFETY: a registration exists, so this call registers nothing: it only compares.
-        let r = unsafe { sys::rseq(addr, 32, 0, RSEQ_SIG) };
-        (r == -(linux_raw_sys::errno::EBUSY as i64)).then_some((addr, 32, RSEQ_SIG))
-    })
+    (0..(8192 + 8192) / 32)
+        .map(|i| low + 32 * i)
+        .find_map(|addr| {
+            // SAFETY: a registration exists, so this call registers nothing: it only compares.
+            let r = unsafe { sys::rseq(addr, 32, 0, RSEQ_SIG) };
+            (r == -(linux_raw_sys::errno::EBUSY as i64)).then_some((addr, 32, RSEQ_SIG))
+        })
 }
 
 /// FILE records for the regular files open on descriptors 3 and up; other kinds are reported and left
@@ -486,13 +496,19 @@ fn files(w: &mut Writer<'_>, tmp_fd: i32, text: &mut [u8]) -> Result<(), Failure
     let (dirbuf, text) = text.split_at_mut(2048);
     // SAFETY: `dirbuf` is plain bytes; RawDir only writes into it.
     let dirbuf = unsafe {
-        core::slice::from_raw_parts_mut(dirbuf.as_mut_ptr().cast::<core::mem::MaybeUninit<u8>>(), dirbuf.len())
+        core::slice::from_raw_parts_mut(
+            dirbuf.as_mut_ptr().cast::<core::mem::MaybeUninit<u8>>(),
+            dirbuf.len(),
+        )
     };
     let mut entries = rustix::fs::RawDir::new(&dir, dirbuf);
     while let Some(entry) = entries.next() {
         let Ok(entry) = entry else { break };
         let name = entry.file_name();
-        let Some(fd) = core::str::from_utf8(name.to_bytes()).ok().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(fd) = core::str::from_utf8(name.to_bytes())
+            .ok()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if fd < 3 || fd == dir_fd || fd == tmp_fd || st.fds.contains(&fd) {
@@ -504,11 +520,18 @@ fn files(w: &mut Writer<'_>, tmp_fd: i32, text: &mut [u8]) -> Result<(), Failure
             continue;
         };
         let path: &[u8] = text.get(..n).unwrap_or(&[]);
-        let Ok(stat) = rustix::fs::fstat(borrowed) else { continue };
-        let regular = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
+        let Ok(stat) = rustix::fs::fstat(borrowed) else {
+            continue;
+        };
+        let regular =
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
         let deleted = path.ends_with(b" (deleted)");
         if !regular || deleted || path.first() != Some(&b'/') {
-            let why = if deleted { "its file was deleted" } else { "not a regular file" };
+            let why = if deleted {
+                "its file was deleted"
+            } else {
+                "not a regular file"
+            };
             say(format_args!(
                 "{}: checkpoint: descriptor {fd} ({}) not saved: {why}\n",
                 st.tool,
@@ -573,7 +596,10 @@ fn region(
     w.u32(m.prot);
     w.u32(kind);
     w.u64(m.offset);
-    let path = m.path.get(..m.path.len().min(uexec_ckpt::MAX_PATH)).unwrap_or(&[]);
+    let path = m
+        .path
+        .get(..m.path.len().min(uexec_ckpt::MAX_PATH))
+        .unwrap_or(&[]);
     w.u64(path.len() as u64);
     w.put(path);
     w.align8();
@@ -594,7 +620,9 @@ fn region(
             let mut maybe = [true; CHUNK_PAGES];
             if anonymous {
                 let entries = pagemap_buf.get_mut(..n * 8).unwrap_or(&mut []);
-                if rustix::io::pread(pagemap, &mut *entries, base / PAGE_SIZE * 8).is_ok_and(|r| r == n * 8) {
+                if rustix::io::pread(pagemap, &mut *entries, base / PAGE_SIZE * 8)
+                    .is_ok_and(|r| r == n * 8)
+                {
                     for (i, e) in entries.chunks_exact(8).enumerate() {
                         maybe[i] = word(e, 0) & (PM_PRESENT | PM_SWAPPED) != 0;
                     }
@@ -612,7 +640,10 @@ fn region(
                 };
                 let mut i = 0;
                 while i < n {
-                    let page = |i: usize| data.get(i * PAGE_SIZE as usize..(i + 1) * PAGE_SIZE as usize).unwrap_or(&[]);
+                    let page = |i: usize| {
+                        data.get(i * PAGE_SIZE as usize..(i + 1) * PAGE_SIZE as usize)
+                            .unwrap_or(&[])
+                    };
                     if !maybe[i] || is_zero(page(i)) {
                         i += 1;
                         continue;
@@ -623,7 +654,10 @@ fn region(
                     }
                     w.u64((first + run_start) as u64);
                     w.u64((i - run_start) as u64);
-                    w.put(data.get(run_start * PAGE_SIZE as usize..i * PAGE_SIZE as usize).unwrap_or(&[]));
+                    w.put(
+                        data.get(run_start * PAGE_SIZE as usize..i * PAGE_SIZE as usize)
+                            .unwrap_or(&[]),
+                    );
                 }
             }
             first += n;
@@ -639,7 +673,8 @@ fn read_mem(mem: &OwnedFd, addr: u64, buf: &mut [u8]) {
         return;
     }
     for (i, page) in buf.chunks_mut(PAGE_SIZE as usize).enumerate() {
-        if rustix::io::pread(mem, &mut *page, addr + i as u64 * PAGE_SIZE).map_or(true, |n| n != page.len()) {
+        if rustix::io::pread(mem, &mut *page, addr + i as u64 * PAGE_SIZE).ok() != Some(page.len())
+        {
             page.fill(0);
         }
     }

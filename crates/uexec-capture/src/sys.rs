@@ -3,7 +3,11 @@
 //! `syscall` instruction that touches neither errno nor TLS, so all may run in a signal handler.
 
 use core::arch::naked_asm;
+use core::ffi::CStr;
+
 use linux_raw_sys::general as k;
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 
 /// A raw system call; returns the kernel's value (a negative errno on failure).
 ///
@@ -63,14 +67,34 @@ pub const ARCH_GET_GS: u64 = 0x1004;
 pub fn segment_base(code: u64) -> u64 {
     let mut base = 0u64;
     // SAFETY: the kernel writes one u64 to `base`.
-    unsafe { syscall6(k::__NR_arch_prctl, code, &mut base as *mut u64 as u64, 0, 0, 0, 0) };
+    unsafe {
+        syscall6(
+            k::__NR_arch_prctl,
+            code,
+            &mut base as *mut u64 as u64,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
     base
 }
 
 /// `getcwd` into `buf`: the path's length without its NUL.
 pub fn getcwd(buf: &mut [u8]) -> Result<usize, i64> {
     // SAFETY: the kernel writes at most `buf.len()` bytes.
-    let r = unsafe { syscall6(k::__NR_getcwd, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0, 0) };
+    let r = unsafe {
+        syscall6(
+            k::__NR_getcwd,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
     if r <= 0 {
         Err(r)
     } else {
@@ -86,7 +110,15 @@ pub fn getcwd(buf: &mut [u8]) -> Result<usize, i64> {
 pub unsafe fn rseq(addr: u64, len: u32, flags: u32, sig: u32) -> i64 {
     // SAFETY: per the contract.
     unsafe {
-        syscall6(k::__NR_rseq, addr, u64::from(len), u64::from(flags), u64::from(sig), 0, 0)
+        syscall6(
+            k::__NR_rseq,
+            addr,
+            u64::from(len),
+            u64::from(flags),
+            u64::from(sig),
+            0,
+            0,
+        )
     }
 }
 
@@ -100,4 +132,27 @@ pub fn current_brk() -> u64 {
 #[unsafe(naked)]
 pub extern "C" fn restore_rt() {
     naked_asm!("mov eax, {n}", "syscall", "ud2", n = const k::__NR_rt_sigreturn)
+}
+
+/// Reads a whole small (or pseudo) file into `buf`; returns the bytes read, at most `buf.len()`.
+pub fn read_file<'b>(path: &CStr, buf: &'b mut [u8]) -> Result<&'b [u8], Errno> {
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut len = 0;
+    while let Some(rest) = buf.get_mut(len..).filter(|r| !r.is_empty()) {
+        match rustix::io::read(&fd, rest) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf.get(..len).unwrap_or(&[]))
+}
+
+/// Ends the process with `status`, from anywhere (a signal handler included).
+pub fn exit_group(status: i32) -> ! {
+    // SAFETY: exit_group takes one integer and does not return.
+    unsafe {
+        core::arch::asm!("syscall", in("rax") k::__NR_exit_group, in("rdi") status, options(noreturn, nostack))
+    }
 }

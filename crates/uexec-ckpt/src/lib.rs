@@ -126,7 +126,10 @@ impl Checksum {
         if self.pending_len > 0 {
             let take = (32 - self.pending_len).min(bytes.len());
             let (now, rest) = bytes.split_at(take);
-            if let Some(dest) = self.pending.get_mut(self.pending_len..self.pending_len + take) {
+            if let Some(dest) = self
+                .pending
+                .get_mut(self.pending_len..self.pending_len + take)
+            {
                 dest.copy_from_slice(now);
             }
             self.pending_len += take;
@@ -155,7 +158,9 @@ impl Checksum {
             h = (h ^ round(0, lane)).wrapping_mul(P1).wrapping_add(P4);
         }
         for &b in self.pending.get(..self.pending_len).unwrap_or(&[]) {
-            h = (h ^ u64::from(b).wrapping_mul(P3)).rotate_left(11).wrapping_mul(P1);
+            h = (h ^ u64::from(b).wrapping_mul(P3))
+                .rotate_left(11)
+                .wrapping_mul(P1);
         }
         h ^= h >> 33;
         h = h.wrapping_mul(P2);

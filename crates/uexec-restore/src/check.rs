@@ -66,7 +66,9 @@ impl<'a> Special<'a> {
 pub fn special_of_maps<'a>(maps: impl Iterator<Item = Option<Mapping<'a>>>) -> Option<Special<'a>> {
     let mut s = Special::default();
     for m in maps.flatten() {
-        if matches!(m.path, b"[vdso]" | b"[vvar]" | b"[vvar_vclock]") && !s.push(m.path, m.start, m.end) {
+        if matches!(m.path, b"[vdso]" | b"[vvar]" | b"[vvar_vclock]")
+            && !s.push(m.path, m.start, m.end)
+        {
             return None;
         }
     }

@@ -92,7 +92,11 @@ static STACK: StackCell = StackCell(UnsafeCell::new(StackArea([0; STACK_LEN])));
 fn fail(what: &str, err: i64) -> ! {
     let mut line = [0u8; 200];
     let mut n = 0;
-    for part in [b"urestart: cannot restore: ".as_slice(), what.as_bytes(), b" (error ".as_slice()] {
+    for part in [
+        b"urestart: cannot restore: ".as_slice(),
+        what.as_bytes(),
+        b" (error ".as_slice(),
+    ] {
         let take = part.len().min(line.len() - n);
         line[n..n + take].copy_from_slice(&part[..take]);
         n += take;
@@ -116,10 +120,18 @@ fn fail(what: &str, err: i64) -> ! {
     line[n] = b')';
     line[n + 1] = b'\n';
     // SAFETY: writes our own buffer to fd 2.
-    unsafe { sys::syscall6(k::__NR_write, 2, line.as_ptr() as u64, (n + 2) as u64, 0, 0, 0) };
-    // SAFETY: exit_group does not return.
-    unsafe { sys::syscall6(k::__NR_exit_group, FAILED as u64, 0, 0, 0, 0, 0) };
-    loop {}
+    unsafe {
+        sys::syscall6(
+            k::__NR_write,
+            2,
+            line.as_ptr() as u64,
+            (n + 2) as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    sys::exit_group(FAILED)
 }
 
 fn call(nr: u32, a: u64, b: u64, c: u64, d: u64, e: u64) -> i64 {
@@ -164,7 +176,14 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
     let all: u64 = !0;
     must(
         "blocking signals",
-        call(k::__NR_rt_sigprocmask, u64::from(k::SIG_BLOCK), &all as *const u64 as u64, 0, 8, 0),
+        call(
+            k::__NR_rt_sigprocmask,
+            u64::from(k::SIG_BLOCK),
+            &all as *const u64 as u64,
+            0,
+            8,
+            0,
+        ),
     );
 
     // 1. Park this kernel's vDSO and vvar inside the loader range, keeping their relative placement.
@@ -173,8 +192,14 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
         let park = SPECIAL_PARK + (start - low_now);
         must(
             "moving the vDSO",
-            call(k::__NR_mremap, start, end - start, end - start,
-                u64::from(k::MREMAP_MAYMOVE | k::MREMAP_FIXED), park),
+            call(
+                k::__NR_mremap,
+                start,
+                end - start,
+                end - start,
+                u64::from(k::MREMAP_MAYMOVE | k::MREMAP_FIXED),
+                park,
+            ),
         );
     }
 
@@ -184,7 +209,10 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
     let mut from = 0u64;
     for &(lo, hi) in keep.iter().chain(core::iter::once(&(TASK_SIZE, TASK_SIZE))) {
         if lo > from {
-            must("clearing the address space", call(k::__NR_munmap, from, lo - from, 0, 0, 0));
+            must(
+                "clearing the address space",
+                call(k::__NR_munmap, from, lo - from, 0, 0, 0),
+            );
         }
         from = from.max(hi);
     }
@@ -200,7 +228,10 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
             map_flags |= u64::from(k::MAP_GROWSDOWN);
         }
         let rw = u64::from(k::PROT_READ | k::PROT_WRITE);
-        must("mapping a region", call(k::__NR_mmap, r.start, len, rw, map_flags, u64::MAX));
+        must(
+            "mapping a region",
+            call(k::__NR_mmap, r.start, len, rw, map_flags, u64::MAX),
+        );
         for run in r.runs() {
             let dest = r.start + run.first * PAGE_SIZE;
             // SAFETY: `dest..dest + len` lies inside the region just mapped writable (the parser checked
@@ -210,7 +241,10 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
             }
         }
         if u64::from(r.prot) != rw {
-            must("protecting a region", call(k::__NR_mprotect, r.start, len, u64::from(r.prot), 0, 0));
+            must(
+                "protecting a region",
+                call(k::__NR_mprotect, r.start, len, u64::from(r.prot), 0, 0),
+            );
         }
     }
 
@@ -221,8 +255,14 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
                 let park = SPECIAL_PARK + (now_start - low_now);
                 must(
                     "moving the vDSO into place",
-                    call(k::__NR_mremap, park, end - start, end - start,
-                        u64::from(k::MREMAP_MAYMOVE | k::MREMAP_FIXED), start),
+                    call(
+                        k::__NR_mremap,
+                        park,
+                        end - start,
+                        end - start,
+                        u64::from(k::MREMAP_MAYMOVE | k::MREMAP_FIXED),
+                        start,
+                    ),
                 );
             }
         }
@@ -248,18 +288,47 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
         exe_fd: u32::MAX,
     };
     // SAFETY: every address is the restored program's; the kernel copies the auxv.
-    must("setting the memory map (PR_SET_MM_MAP)", unsafe { uexec_load::exec::sys_prctl_mm_map(&map) });
+    must("setting the memory map (PR_SET_MM_MAP)", unsafe {
+        uexec_load::exec::sys_prctl_mm_map(&map)
+    });
 
     // 6. Descriptors, then the working directory; the image is let go.
     for file in plan.files.iter().take(plan.n_files) {
-        let cloexec = if file.cloexec { u64::from(k::O_CLOEXEC) } else { 0 };
-        must("reopening a file", call(k::__NR_dup3, file.temp as u64, u64::from(file.fd), cloexec, 0, 0));
-        must("seeking a file", call(k::__NR_lseek, u64::from(file.fd), file.offset, u64::from(k::SEEK_SET), 0, 0));
+        let cloexec = if file.cloexec {
+            u64::from(k::O_CLOEXEC)
+        } else {
+            0
+        };
+        must(
+            "reopening a file",
+            call(
+                k::__NR_dup3,
+                file.temp as u64,
+                u64::from(file.fd),
+                cloexec,
+                0,
+                0,
+            ),
+        );
+        must(
+            "seeking a file",
+            call(
+                k::__NR_lseek,
+                u64::from(file.fd),
+                file.offset,
+                u64::from(k::SEEK_SET),
+                0,
+                0,
+            ),
+        );
     }
     for file in plan.files.iter().take(plan.n_files) {
         call(k::__NR_close, file.temp as u64, 0, 0, 0, 0);
     }
-    must("entering the working directory", call(k::__NR_fchdir, plan.cwd_fd as u64, 0, 0, 0, 0));
+    must(
+        "entering the working directory",
+        call(k::__NR_fchdir, plan.cwd_fd as u64, 0, 0, 0, 0),
+    );
     call(k::__NR_close, plan.cwd_fd as u64, 0, 0, 0, 0);
 
     // 7. Signal dispositions; the checkpoint signal stays uexec's.
@@ -306,7 +375,11 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
     let base = area.as_ptr() as u64;
     put(area, uc_at + frame::UC_FLAGS, regs.uc_flags);
     put(area, uc_at + frame::UC_STACK_SP, regs.altstack.0);
-    put(area, uc_at + frame::UC_STACK_FLAGS, u64::from(regs.altstack.1));
+    put(
+        area,
+        uc_at + frame::UC_STACK_FLAGS,
+        u64::from(regs.altstack.1),
+    );
     put(area, uc_at + frame::UC_STACK_SIZE, regs.altstack.2);
     for (i, &g) in regs.gregs.iter().enumerate().take(NGREG) {
         put(area, uc_at + frame::UC_GREGS + 8 * i, g);
@@ -317,7 +390,14 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
         d.copy_from_slice(regs.xsave);
     }
     // The image goes last: the auxv, registers and runs above were read from it.
-    call(k::__NR_munmap, plan.image_map.0, plan.image_map.1 - plan.image_map.0, 0, 0, 0);
+    call(
+        k::__NR_munmap,
+        plan.image_map.0,
+        plan.image_map.1 - plan.image_map.0,
+        0,
+        0,
+        0,
+    );
     let uc = base + uc_at as u64;
     // SAFETY: rt_sigreturn reads the ucontext at rsp and resumes the program with its registers, FPU
     // state, mask and alternate stack; it does not return here.

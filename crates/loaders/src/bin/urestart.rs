@@ -97,7 +97,11 @@ fn parse_args(startup: &Startup) -> Result<Args<'static>, i32> {
         }
     }
     match image {
-        Some(image) => Ok(Args { info, image, ckpt_image }),
+        Some(image) => Ok(Args {
+            info,
+            image,
+            ckpt_image,
+        }),
         None => {
             out::error_line(TOOL, b"", "missing IMAGE (try --help)");
             Err(USAGE)
@@ -129,7 +133,11 @@ fn main(startup: &Startup) -> i32 {
         Ok(fd) => fd,
         Err(e) => {
             out::error_line(TOOL, name, e);
-            return if e == Errno::NOENT { NOT_FOUND } else { REFUSED };
+            return if e == Errno::NOENT {
+                NOT_FOUND
+            } else {
+                REFUSED
+            };
         }
     };
     let size = match rustix::fs::fstat(&fd) {
@@ -162,14 +170,17 @@ fn main(startup: &Startup) -> i32 {
         info(name, &image);
         return 0;
     }
-    let map_span = (map, map + uexec_elf::page_up(size as u64).unwrap_or(u64::MAX));
+    let map_span = (
+        map,
+        map + uexec_elf::page_up(size as u64).unwrap_or(u64::MAX),
+    );
     let keep = [LOADER_RANGE, map_span];
     if let Err(r) = check::clear_of(&image, &keep) {
         return refuse(&r);
     }
     // SAFETY: MAPS is this function's alone.
     let maps_buf = unsafe { &mut *MAPS.0.get() };
-    let maps = match read_own_maps(maps_buf) {
+    let maps = match uexec_capture::sys::read_file(c"/proc/self/maps", maps_buf) {
         Ok(m) => m,
         Err(e) => return refuse(&e),
     };
@@ -218,7 +229,11 @@ fn main(startup: &Startup) -> i32 {
         }
     }
     let cwd = match cpath(image.cwd).map(|p| {
-        rustix::fs::open(p.as_cstr(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        rustix::fs::open(
+            p.as_cstr(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
     }) {
         // Above every target too, so that moving the files into place cannot close it.
         Some(Ok(fd)) => match rustix::io::fcntl_dupfd_cloexec(&fd, highest as i32 + 1) {
@@ -254,7 +269,9 @@ fn main(startup: &Startup) -> i32 {
         image_map: map_span,
         checkpoint_signal: Some(signal),
     });
-    let Some(plan) = plan.as_ref() else { return REFUSED };
+    let Some(plan) = plan.as_ref() else {
+        return REFUSED;
+    };
     // SAFETY: the plan was checked against this process, which runs nothing else.
     unsafe { uexec_restore::restore(plan) }
 }
@@ -262,14 +279,25 @@ fn main(startup: &Startup) -> i32 {
 struct FileRefusal<'a>(u32, &'a [u8], Errno);
 impl core::fmt::Display for FileRefusal<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "cannot reopen descriptor {} ({}): {}", self.0, Lossy(self.1), self.2)
+        write!(
+            f,
+            "cannot reopen descriptor {} ({}): {}",
+            self.0,
+            Lossy(self.1),
+            self.2
+        )
     }
 }
 
 struct CwdRefusal<'a>(&'a [u8], Errno);
 impl core::fmt::Display for CwdRefusal<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "cannot enter the working directory {}: {}", Lossy(self.0), self.1)
+        write!(
+            f,
+            "cannot enter the working directory {}: {}",
+            Lossy(self.0),
+            self.1
+        )
     }
 }
 
@@ -286,20 +314,6 @@ fn cpath(path: &[u8]) -> Option<CPath> {
     let mut c = CPath { buf: [0; 4097] };
     c.buf.get_mut(..path.len())?.copy_from_slice(path);
     Some(c)
-}
-
-fn read_own_maps(buf: &mut [u8]) -> Result<&[u8], Errno> {
-    let fd = rustix::fs::open(c"/proc/self/maps", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut len = 0;
-    while len < buf.len() {
-        match rustix::io::read(&fd, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(&buf[..len])
 }
 
 /// `--info`: the image as text.
@@ -326,13 +340,23 @@ fn info(name: &[u8], image: &Image<'_>) {
         uexec_capture::frame::xfeatures(regs.xsave)
     );
     if regs.altstack.1 & 2 == 0 {
-        let _ = writeln!(out, "altstack: {:#x} size {:#x}", regs.altstack.0, regs.altstack.2);
+        let _ = writeln!(
+            out,
+            "altstack: {:#x} size {:#x}",
+            regs.altstack.0, regs.altstack.2
+        );
     }
     let m = image.mm.fields;
     let _ = writeln!(
         out,
         "mm: code {:#x}-{:#x} data {:#x}-{:#x} brk {:#x}-{:#x} stack {:#x} auxv {} bytes",
-        m[0], m[1], m[2], m[3], m[4], m[5], m[6],
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5],
+        m[6],
         image.mm.auxv.len()
     );
     match image.rseq {
@@ -355,14 +379,22 @@ fn info(name: &[u8], image: &Image<'_>) {
                 let _ = writeln!(
                     out,
                     "file: fd {} flags {:#o} offset {} size {} {}",
-                    f.fd, f.flags, f.offset, f.size, Lossy(f.path)
+                    f.fd,
+                    f.flags,
+                    f.offset,
+                    f.size,
+                    Lossy(f.path)
                 );
             }
             Record::Region(r) => {
                 regions += 1;
                 stored += r.stored();
                 let p = |bit: u32, c: char| if r.prot & bit != 0 { c } else { '-' };
-                let kind = if r.flags & flags::SHARED != 0 { 's' } else { 'p' };
+                let kind = if r.flags & flags::SHARED != 0 {
+                    's'
+                } else {
+                    'p'
+                };
                 let _ = writeln!(
                     out,
                     "region: {:#014x}-{:#014x} {}{}{}{} {:>8} pages, {:>8} stored  {}",
@@ -380,6 +412,10 @@ fn info(name: &[u8], image: &Image<'_>) {
             Record::Other(_) => {}
         }
     }
-    let _ = writeln!(out, "total: {regions} regions, {} pages stored ({stored} bytes)", stored / uexec_ckpt::PAGE_SIZE);
+    let _ = writeln!(
+        out,
+        "total: {regions} regions, {} pages stored ({stored} bytes)",
+        stored / uexec_ckpt::PAGE_SIZE
+    );
     out.flush();
 }
