@@ -189,6 +189,25 @@ fn apager_musl_static_round_trip() {
     }
 }
 
+/// A dynamically linked build started natively with `LD_PRELOAD=libuexec_ckpt.so`, the image path
+/// and signal from the environment.
+#[test]
+fn preload_round_trip() {
+    let library = require_loader("libuexec_ckpt.so");
+    for &who in identities() {
+        let s = setup(who, "glibc-dynamic", "preload");
+        let reference = reference(who, &s.program, &s.dir);
+        let what = format!("LD_PRELOAD {who}");
+        let mut cmd = command_for(who, &s.program);
+        cmd.env("LD_PRELOAD", path_as(who, &library))
+            .env("UEXEC_CKPT_IMAGE", &s.image)
+            .env("UEXEC_CKPT_SIGNAL", "SIGUSR2")
+            .args([STEPS, s.file.to_str().unwrap(), SLEEP_MS]);
+        checkpoint_and_kill(cmd, &s.image, &what);
+        check_restart(&s, &what, &reference);
+    }
+}
+
 /// Checkpoint, kill, restart, checkpoint the restarted program, kill, restart again.
 #[test]
 fn two_cycles_under_apager() {

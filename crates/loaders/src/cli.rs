@@ -43,48 +43,7 @@ pub struct Options<'a> {
     pub program: usize,
 }
 
-/// The signals `--ckpt-signal` accepts by name (with or without `SIG`), besides numbers.
-const SIGNAL_NAMES: &[(&[u8], u32)] = &[
-    (b"HUP", 1),
-    (b"INT", 2),
-    (b"QUIT", 3),
-    (b"USR1", 10),
-    (b"USR2", 12),
-    (b"PIPE", 13),
-    (b"ALRM", 14),
-    (b"TERM", 15),
-    (b"CONT", 18),
-    (b"TSTP", 20),
-    (b"TTIN", 21),
-    (b"TTOU", 22),
-    (b"URG", 23),
-    (b"XCPU", 24),
-    (b"XFSZ", 25),
-    (b"VTALRM", 26),
-    (b"PROF", 27),
-    (b"WINCH", 28),
-    (b"IO", 29),
-    (b"PWR", 30),
-];
-
-/// Parses a checkpoint signal: a name (`USR2`, `SIGUSR2`), a number, or `RTMIN+N`. Signals a
-/// checkpoint cannot use (KILL, STOP, the pagers' SEGV and SYS, others that report faults) are
-/// refused.
-pub fn parse_signal(text: &[u8]) -> Option<u32> {
-    let name = text.strip_prefix(b"SIG").unwrap_or(text);
-    let number = if let Some(n) = name.strip_prefix(b"RTMIN+") {
-        34 + core::str::from_utf8(n).ok()?.parse::<u32>().ok()?
-    } else if name == b"RTMIN" {
-        34
-    } else if let Some(&(_, n)) = SIGNAL_NAMES.iter().find(|(s, _)| *s == name) {
-        n
-    } else {
-        core::str::from_utf8(name).ok()?.parse::<u32>().ok()?
-    };
-    // 4 ILL, 5 TRAP, 6 ABRT, 7 BUS, 8 FPE, 9 KILL, 11 SEGV, 17 CHLD, 19 STOP, 31 SYS.
-    let unusable = [4, 5, 6, 7, 8, 9, 11, 17, 19, 31];
-    ((1..=64).contains(&number) && !unusable.contains(&number)).then_some(number)
-}
+pub use uexec_capture::signal_by_name as parse_signal;
 
 /// Parses the loader's argv (argv[0] included).
 pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
@@ -150,26 +109,6 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn checkpoint_signals_by_name_and_number() {
-        assert_eq!(parse_signal(b"USR2"), Some(12));
-        assert_eq!(parse_signal(b"SIGUSR1"), Some(10));
-        assert_eq!(parse_signal(b"10"), Some(10));
-        assert_eq!(parse_signal(b"RTMIN+2"), Some(36));
-        for bad in [
-            &b"KILL"[..],
-            b"9",
-            b"SEGV",
-            b"11",
-            b"STOP",
-            b"0",
-            b"65",
-            b"USR3",
-            b"",
-        ] {
-            assert_eq!(parse_signal(bad), None, "{bad:?}");
-        }
-    }
 
     fn run(args: &[&'static CStr]) -> Command<'static> {
         parse(args.iter().copied())

@@ -112,6 +112,49 @@ fn state() -> &'static State {
     unsafe { &*STATE.0.get() }
 }
 
+/// The signals `--ckpt-signal` accepts by name (with or without `SIG`), besides numbers.
+const SIGNAL_NAMES: &[(&[u8], u32)] = &[
+    (b"HUP", 1),
+    (b"INT", 2),
+    (b"QUIT", 3),
+    (b"USR1", 10),
+    (b"USR2", 12),
+    (b"PIPE", 13),
+    (b"ALRM", 14),
+    (b"TERM", 15),
+    (b"CONT", 18),
+    (b"TSTP", 20),
+    (b"TTIN", 21),
+    (b"TTOU", 22),
+    (b"URG", 23),
+    (b"XCPU", 24),
+    (b"XFSZ", 25),
+    (b"VTALRM", 26),
+    (b"PROF", 27),
+    (b"WINCH", 28),
+    (b"IO", 29),
+    (b"PWR", 30),
+];
+
+/// Parses a checkpoint signal: a name (`USR2`, `SIGUSR2`), a number, or `RTMIN+N`. Signals a
+/// checkpoint cannot use (KILL, STOP, the pagers' SEGV and SYS, others that report faults) are
+/// refused.
+pub fn signal_by_name(text: &[u8]) -> Option<u32> {
+    let name = text.strip_prefix(b"SIG").unwrap_or(text);
+    let number = if let Some(n) = name.strip_prefix(b"RTMIN+") {
+        34 + core::str::from_utf8(n).ok()?.parse::<u32>().ok()?
+    } else if name == b"RTMIN" {
+        34
+    } else if let Some(&(_, n)) = SIGNAL_NAMES.iter().find(|(s, _)| *s == name) {
+        n
+    } else {
+        core::str::from_utf8(name).ok()?.parse::<u32>().ok()?
+    };
+    // 4 ILL, 5 TRAP, 6 ABRT, 7 BUS, 8 FPE, 9 KILL, 11 SEGV, 17 CHLD, 19 STOP, 31 SYS.
+    let unusable = [4, 5, 6, 7, 8, 9, 11, 17, 19, 31];
+    ((1..=64).contains(&number) && !unusable.contains(&number)).then_some(number)
+}
+
 /// Installs the checkpoint handler for `config.signal`.
 ///
 /// # Safety
@@ -676,6 +719,32 @@ fn read_mem(mem: &OwnedFd, addr: u64, buf: &mut [u8]) {
         if rustix::io::pread(mem, &mut *page, addr + i as u64 * PAGE_SIZE).ok() != Some(page.len())
         {
             page.fill(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_signals_by_name_and_number() {
+        assert_eq!(signal_by_name(b"USR2"), Some(12));
+        assert_eq!(signal_by_name(b"SIGUSR1"), Some(10));
+        assert_eq!(signal_by_name(b"10"), Some(10));
+        assert_eq!(signal_by_name(b"RTMIN+2"), Some(36));
+        for bad in [
+            &b"KILL"[..],
+            b"9",
+            b"SEGV",
+            b"11",
+            b"STOP",
+            b"0",
+            b"65",
+            b"USR3",
+            b"",
+        ] {
+            assert_eq!(signal_by_name(bad), None, "{bad:?}");
         }
     }
 }
