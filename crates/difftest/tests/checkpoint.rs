@@ -189,6 +189,28 @@ fn apager_musl_static_round_trip() {
     }
 }
 
+#[test]
+fn dpager_glibc_static_round_trip() {
+    round_trip("dpager", "glibc-static");
+}
+
+#[test]
+fn dpager_glibc_dynamic_round_trip() {
+    round_trip("dpager", "glibc-dynamic");
+}
+
+#[test]
+fn hpager_glibc_static_pie_round_trip() {
+    round_trip("hpager", "glibc-static-pie");
+}
+
+#[test]
+fn hpager_musl_static_round_trip() {
+    if difftest::variants("ckpt_counter").any(|f| f.variant == "musl-static") {
+        round_trip("hpager", "musl-static");
+    }
+}
+
 /// A dynamically linked build started natively with `LD_PRELOAD=libuexec_ckpt.so`, the image path
 /// and signal from the environment.
 #[test]

@@ -38,6 +38,7 @@ pub unsafe fn install(
     request: &Request,
     host_addresses: &[u64],
     host_fds: &[i32],
+    hooks: Option<&'static uexec_capture::Hooks>,
 ) -> Result<(), i32> {
     let config = uexec_capture::Config {
         tool,
@@ -47,6 +48,7 @@ pub unsafe fn install(
         host_addresses,
         host_fds,
         scratch_at: Some(SCRATCH_AT),
+        hooks,
     };
     // SAFETY: per this function's contract.
     match unsafe { uexec_capture::install(&config) } {
@@ -61,4 +63,62 @@ pub unsafe fn install(
             Err(SETUP_FAILED)
         }
     }
+}
+
+/// How a checkpoint sees a paged program as the program sees itself: every lazy page granted first
+/// (contents and final protection), the SIGSEGV action and the SIGSEGV/SIGSYS bits of the mask the
+/// program set (the pager keeps both virtual), SIGSYS as the program left it (the default), and no
+/// alternate stack where the thread runs on the pager's.
+pub static PAGER_HOOKS: uexec_capture::Hooks = uexec_capture::Hooks {
+    prepare: uexec_pager::pager::grant_all,
+    sigaction: pager_sigaction,
+    sigmask: pager_sigmask,
+    altstack: pager_altstack,
+};
+
+fn pager_sigaction(
+    sig: u32,
+    real: uexec_capture::sys::KernelSigaction,
+) -> uexec_capture::sys::KernelSigaction {
+    let from = |a: uexec_pager::sys::KernelSigaction| uexec_capture::sys::KernelSigaction {
+        handler: a.handler as u64,
+        flags: a.flags,
+        restorer: a.restorer as u64,
+        mask: a.mask,
+    };
+    match sig as i32 {
+        uexec_pager::sys::SIGSEGV => from(uexec_pager::trap::program_segv_action()),
+        uexec_pager::sys::SIGSYS => uexec_capture::sys::KernelSigaction::default(),
+        _ => real,
+    }
+}
+
+fn pager_sigmask(real: u64) -> u64 {
+    real | uexec_pager::trap::program_blocked()
+}
+
+fn pager_altstack(real: (u64, u32, u64)) -> (u64, u32, u64) {
+    if uexec_pager::threads::is_pager_stack(real.0 as usize) {
+        (0, linux_raw_sys::general::SS_DISABLE, 0)
+    } else {
+        real
+    }
+}
+
+/// The calling thread's alternate signal stack (its start), 0 if none.
+pub fn current_altstack() -> u64 {
+    let mut old = [0u64; 3];
+    // SAFETY: sigaltstack(NULL, &old) only writes the 24-byte stack_t.
+    unsafe {
+        uexec_capture::sys::syscall6(
+            linux_raw_sys::general::__NR_sigaltstack,
+            0,
+            old.as_mut_ptr() as u64,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+    old[0]
 }

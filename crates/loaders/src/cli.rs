@@ -109,7 +109,6 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
 mod tests {
     use super::*;
 
-
     fn run(args: &[&'static CStr]) -> Command<'static> {
         parse(args.iter().copied())
     }

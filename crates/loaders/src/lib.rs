@@ -388,11 +388,30 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
     let Some(image) = &ready.image else {
         return 126;
     };
+    if let Some(request) = &started.checkpoint {
+        uexec_pager::trap::hold_during_traps(request.signal);
+    }
     // SAFETY: called once, single-threaded, with the image just mapped lazily at this bias.
     let installed = unsafe { uexec_pager::install(image, ready.program.bias, &config, first_page) };
     if let Err(e) = installed {
         out::error_line(tool.name, b"", PagerError(e));
         return 126;
+    }
+    if let Some(request) = &started.checkpoint {
+        // The pager's own memory: its kernel-given stack (holding argv), its page-state arena and the
+        // main thread's pager stack (the alternate stack installed now).
+        let host = [
+            startup.args().next().map_or(0, |a| a.as_ptr() as u64),
+            uexec_pager::pager::table().map_or(0, |t| t.states().as_ptr() as u64),
+            checkpoint::current_altstack(),
+        ];
+        let fds = [started.log_fd.unwrap_or(-1), self_fd.unwrap_or(-1)];
+        // SAFETY: single-threaded, just before the jump; the pager's code stays.
+        let hooks = Some(&checkpoint::PAGER_HOOKS);
+        if let Err(status) = unsafe { checkpoint::install(tool.name, request, &host, &fds, hooks) }
+        {
+            return status;
+        }
     }
     // SAFETY: the process is fully built and the pager installed.
     unsafe { uexec_load::handover::jump(ready.entry, ready.stack.sp) }

@@ -54,6 +54,22 @@ pub struct Config<'a> {
     pub host_fds: &'a [i32],
     /// Where to map the scratch area (`None`: where the kernel likes).
     pub scratch_at: Option<u64>,
+    /// For a host that virtualises part of the process (a demand pager), how to see it as the
+    /// program does.
+    pub hooks: Option<&'static Hooks>,
+}
+
+/// What a host that keeps part of the process virtual provides, so that the image holds what the
+/// program would see natively. Each runs in the handler, under its rules.
+pub struct Hooks {
+    /// Called first: make every page hold, and be protected as, what the program would see.
+    pub prepare: fn(),
+    /// The program's disposition of a signal, given the real one.
+    pub sigaction: fn(u32, KernelSigaction) -> KernelSigaction,
+    /// The program's blocked set, given the real one of the interrupted thread.
+    pub sigmask: fn(u64) -> u64,
+    /// The program's alternate stack (sp, flags, size), given the real one.
+    pub altstack: fn((u64, u32, u64)) -> (u64, u32, u64),
 }
 
 /// Why [`install`] failed.
@@ -76,6 +92,7 @@ struct State {
     addresses: [u64; MAX_HOST],
     fds: [i32; MAX_HOST],
     scratch: u64,
+    hooks: Option<&'static Hooks>,
 }
 
 struct Shared(UnsafeCell<State>);
@@ -91,6 +108,7 @@ static STATE: Shared = Shared(UnsafeCell::new(State {
     addresses: [0; MAX_HOST],
     fds: [-1; MAX_HOST],
     scratch: 0,
+    hooks: None,
 }));
 static BUSY: AtomicBool = AtomicBool::new(false);
 
@@ -176,6 +194,7 @@ pub unsafe fn install(config: &Config<'_>) -> Result<(), InstallError> {
     let st = unsafe { &mut *STATE.0.get() };
     st.tool = config.tool;
     st.signal = sig;
+    st.hooks = config.hooks;
     let image = config.image.to_bytes();
     let mut len = 0;
     if image.first() != Some(&b'/') {
@@ -334,6 +353,9 @@ fn word(b: &[u8], at: usize) -> u64 {
 /// Writes the whole image of the interrupted program, whose registers are in `frame`.
 fn capture(frame: &[u8]) -> Result<(), Failure> {
     let st = state();
+    if let Some(hooks) = st.hooks {
+        (hooks.prepare)();
+    }
     // SAFETY: the scratch area is this handler's alone (BUSY), mapped at install and never unmapped.
     let scratch = unsafe { core::slice::from_raw_parts_mut(st.scratch as *mut u8, SCRATCH_LEN) };
     let (head, rest) = scratch.split_at_mut(WRITE_BUF_AT);
@@ -459,10 +481,20 @@ fn registers(w: &mut Writer<'_>, uc: &[u8]) -> Result<(), Failure> {
     for i in 0..uexec_ckpt::NGREG {
         w.u64(word(uc, frame::UC_GREGS + 8 * i));
     }
-    w.u64(word(uc, frame::UC_SIGMASK));
-    w.u64(word(uc, frame::UC_STACK_SP));
-    w.u64(word(uc, frame::UC_STACK_FLAGS) & 0xffff_ffff);
-    w.u64(word(uc, frame::UC_STACK_SIZE));
+    let mut mask = word(uc, frame::UC_SIGMASK);
+    let mut altstack = (
+        word(uc, frame::UC_STACK_SP),
+        word(uc, frame::UC_STACK_FLAGS) as u32,
+        word(uc, frame::UC_STACK_SIZE),
+    );
+    if let Some(hooks) = state().hooks {
+        mask = (hooks.sigmask)(mask);
+        altstack = (hooks.altstack)(altstack);
+    }
+    w.u64(mask);
+    w.u64(altstack.0);
+    w.u64(u64::from(altstack.1));
+    w.u64(altstack.2);
     w.u64(sys::segment_base(sys::ARCH_GET_FS));
     w.u64(sys::segment_base(sys::ARCH_GET_GS));
     w.u64(fp_len as u64);
@@ -480,7 +512,11 @@ fn signals(w: &mut Writer<'_>, ours: u32) {
         let a = if sig == ours {
             KernelSigaction::default()
         } else {
-            sys::sigaction_of(sig).unwrap_or_default()
+            let real = sys::sigaction_of(sig).unwrap_or_default();
+            match state().hooks {
+                Some(hooks) => (hooks.sigaction)(sig, real),
+                None => real,
+            }
         };
         for v in [a.handler, a.flags, a.restorer, a.mask] {
             w.u64(v);

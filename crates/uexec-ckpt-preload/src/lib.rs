@@ -45,6 +45,7 @@ fn init() {
             host_addresses: &[],
             host_fds: &[],
             scratch_at,
+            hooks: None,
         };
         // SAFETY: ld.so runs constructors once, before main and before the program can start threads;
         // this library stays loaded for the life of the process (nothing dlcloses a preload).

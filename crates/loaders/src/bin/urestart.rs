@@ -252,7 +252,7 @@ fn main(startup: &Startup) -> i32 {
         signal,
     };
     // SAFETY: single-threaded; urestart's code stays mapped (in the kept loader range).
-    if let Err(status) = unsafe { checkpoint::install(TOOL, &request, &[], &[]) } {
+    if let Err(status) = unsafe { checkpoint::install(TOOL, &request, &[], &[], None) } {
         return status;
     }
     // The mapping outlives the descriptor, whose number may be one of the program's.
