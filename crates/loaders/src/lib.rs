@@ -406,10 +406,10 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
             checkpoint::current_altstack(),
         ];
         let fds = [started.log_fd.unwrap_or(-1), self_fd.unwrap_or(-1)];
-        // SAFETY: single-threaded, just before the jump; the pager's code stays.
         let hooks = Some(&checkpoint::PAGER_HOOKS);
-        if let Err(status) = unsafe { checkpoint::install(tool.name, request, &host, &fds, hooks) }
-        {
+        // SAFETY: single-threaded, just before the jump; the pager's code stays.
+        let installed = unsafe { checkpoint::install(tool.name, request, &host, &fds, hooks) };
+        if let Err(status) = installed {
             return status;
         }
     }

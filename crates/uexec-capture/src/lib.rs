@@ -59,6 +59,9 @@ pub struct Config<'a> {
     pub hooks: Option<&'static Hooks>,
 }
 
+/// An alternate signal stack: `ss_sp`, `ss_flags`, `ss_size`.
+pub type AltStack = (u64, u32, u64);
+
 /// What a host that keeps part of the process virtual provides, so that the image holds what the
 /// program would see natively. Each runs in the handler, under its rules.
 pub struct Hooks {
@@ -69,7 +72,7 @@ pub struct Hooks {
     /// The program's blocked set, given the real one of the interrupted thread.
     pub sigmask: fn(u64) -> u64,
     /// The program's alternate stack (sp, flags, size), given the real one.
-    pub altstack: fn((u64, u32, u64)) -> (u64, u32, u64),
+    pub altstack: fn(AltStack) -> AltStack,
 }
 
 /// Why [`install`] failed.

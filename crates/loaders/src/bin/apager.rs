@@ -24,9 +24,8 @@ fn main(startup: &loaders::uexec_load::Startup) -> i32 {
         // The loader's kernel-given stack holds its argv; the program has a stack of its own.
         let own_stack = startup.args().next().map_or(0, |a| a.as_ptr() as u64);
         // SAFETY: single-threaded, just before the jump; with a checkpoint the loader stays (no release).
-        if let Err(status) =
-            unsafe { checkpoint::install(tool.name, request, &[own_stack], &[], None) }
-        {
+        let installed = unsafe { checkpoint::install(tool.name, request, &[own_stack], &[], None) };
+        if let Err(status) = installed {
             return status;
         }
     }
