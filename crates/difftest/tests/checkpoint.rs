@@ -230,6 +230,38 @@ fn preload_round_trip() {
     }
 }
 
+/// `urestart --lazy`: the restarted program's pages are mappings of the image file (read on first
+/// touch), and it ends as an uninterrupted run does.
+#[test]
+fn lazy_restart_maps_the_image_and_finishes_the_same() {
+    for &who in identities() {
+        let s = setup(who, "glibc-static", "lazy");
+        let reference = reference(who, &s.program, &s.dir);
+        let what = format!("--lazy {who}");
+        checkpoint_and_kill(counter_under(&s, "apager"), &s.image, &what);
+        let mut child = command_for(who, &require_loader("urestart"))
+            .arg("--lazy")
+            .arg(&s.image)
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", child.id())).unwrap();
+        let image = s.image.to_str().unwrap();
+        assert!(
+            maps.lines().any(|l| l.ends_with(image)),
+            "{what}: no mapping of {image} in\n{maps}"
+        );
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert!(child.wait().unwrap().success(), "{what}");
+        assert!(first.starts_with("step ") && !first.starts_with("step 1 "), "{what}: {first}");
+        assert_eq!(rest.lines().last().unwrap_or(""), reference.0, "{what}");
+        assert_eq!(std::fs::read(&s.file).unwrap(), reference.1, "{what}: file");
+    }
+}
+
 /// Checkpoint, kill, restart, checkpoint the restarted program, kill, restart again.
 #[test]
 fn two_cycles_under_apager() {

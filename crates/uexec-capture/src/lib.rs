@@ -118,15 +118,18 @@ static BUSY: AtomicBool = AtomicBool::new(false);
 /// Scratch layout (offsets into the area).
 const AUXV_AT: usize = 4 << 10;
 const RSEQ_AT: usize = 8 << 10;
+/// Directory entries (2 KiB), then paths (readlink, getcwd: up to PATH_MAX).
 const TEXT_AT: usize = 12 << 10;
-const PAGEMAP_AT: usize = 16 << 10;
+const PAGEMAP_AT: usize = 32 << 10;
 const WRITE_BUF_AT: usize = 64 << 10;
 const WRITE_BUF_LEN: usize = 64 << 10;
 const BOUNCE_AT: usize = 128 << 10;
 /// Pages read or judged at a time.
-const CHUNK_PAGES: usize = 256;
-const MAPS_AT: usize = 2 << 20;
-const SCRATCH_LEN: usize = 32 << 20;
+/// Pages read or judged at a time: also the longest run, and so, with `urestart --lazy`, the largest
+/// piece of a region mapped from the image file in one mapping.
+const CHUNK_PAGES: usize = 2048;
+const MAPS_AT: usize = BOUNCE_AT + CHUNK_PAGES * 4096;
+const SCRATCH_LEN: usize = 48 << 20;
 
 fn state() -> &'static State {
     // SAFETY: see `Shared`.
@@ -736,6 +739,7 @@ fn region(
                     }
                     w.u64((first + run_start) as u64);
                     w.u64((i - run_start) as u64);
+                    w.pad_to_page();
                     w.put(
                         data.get(run_start * PAGE_SIZE as usize..i * PAGE_SIZE as usize)
                             .unwrap_or(&[]),

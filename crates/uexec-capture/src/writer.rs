@@ -122,6 +122,13 @@ impl<'b> Writer<'b> {
         self.put(&[0u8; 8][..n]);
     }
 
+    /// Zero payload bytes up to the next page boundary of the file: a run's data starts there.
+    pub fn pad_to_page(&mut self) {
+        static ZEROS: [u8; 4096] = [0; 4096];
+        let n = (4096 - self.offset() % 4096) % 4096;
+        self.put(&ZEROS[..n as usize]);
+    }
+
     /// Ends the record: padding, checksum, and its head's length.
     pub fn end(&mut self) {
         let n = pad(self.payload) as usize;

@@ -57,6 +57,9 @@ pub struct Plan<'a> {
     pub cwd_fd: i32,
     /// The image's mapping, released before the program runs.
     pub image_map: (u64, u64),
+    /// `--lazy`: the image's descriptor (clear of every target), from which page runs are mapped
+    /// instead of copied; the kernel reads each page from the file on first touch.
+    pub lazy_fd: Option<i32>,
     /// Reinstall the checkpoint handler for this signal (already set up with uexec_capture::install).
     pub checkpoint_signal: Option<u32>,
 }
@@ -228,6 +231,34 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
             map_flags |= u64::from(k::MAP_GROWSDOWN);
         }
         let rw = u64::from(k::PROT_READ | k::PROT_WRITE);
+        if let Some(fd) = plan.lazy_fd.filter(|_| r.flags & flags::STACK == 0) {
+            // --lazy: zero pages anonymous, each run a private mapping of the image file, all with
+            // the region's own protection; the kernel reads a page from the file on first touch.
+            let prot = u64::from(r.prot);
+            must(
+                "mapping a region",
+                call(k::__NR_mmap, r.start, len, prot, map_flags, u64::MAX),
+            );
+            let file_flags = u64::from(k::MAP_PRIVATE | k::MAP_FIXED);
+            for run in r.runs() {
+                let dest = r.start + run.first * PAGE_SIZE;
+                let n = run.data.len() as u64;
+                // SAFETY: replaces part of the region just mapped with the image file's pages.
+                let mapped = unsafe {
+                    sys::syscall6(
+                        k::__NR_mmap,
+                        dest,
+                        n,
+                        prot,
+                        file_flags,
+                        fd as u64,
+                        run.file_offset,
+                    )
+                };
+                must("mapping pages from the image", mapped);
+            }
+            continue;
+        }
         must(
             "mapping a region",
             call(k::__NR_mmap, r.start, len, rw, map_flags, u64::MAX),
@@ -398,6 +429,9 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
         0,
         0,
     );
+    if let Some(fd) = plan.lazy_fd {
+        call(k::__NR_close, fd as u64, 0, 0, 0, 0);
+    }
     let uc = base + uc_at as u64;
     // SAFETY: rt_sigreturn reads the ucontext at rsp and resumes the program with its registers, FPU
     // state, mask and alternate stack; it does not return here.

@@ -42,6 +42,9 @@ fn help() {
          LD_PRELOAD=libuexec_ckpt.so) at its own addresses; it goes on where it was.\n\n\
          Options:\n      \
                --info             print the image's header, files and regions; restart nothing\n      \
+               --lazy             map the saved pages from IMAGE instead of copying them: the\n\
+         \x20                        program runs again at once and its pages are read on first\n\
+         \x20                        touch (their checksums are not verified; IMAGE must stay)\n      \
                --ckpt-image PATH  where a further checkpoint of the restarted program goes\n\
          \x20                        (default: IMAGE); its signal is the image's\n  \
            -h, --help             print this help\n  \
@@ -54,13 +57,14 @@ fn help() {
 
 struct Args<'a> {
     info: bool,
+    lazy: bool,
     image: &'a CStr,
     ckpt_image: Option<&'a CStr>,
 }
 
 fn parse_args(startup: &Startup) -> Result<Args<'static>, i32> {
     let mut args = startup.args().skip(1);
-    let (mut info, mut ckpt_image, mut image) = (false, None, None);
+    let (mut info, mut lazy, mut ckpt_image, mut image) = (false, false, None, None);
     while let Some(arg) = args.next() {
         match arg.to_bytes() {
             b"-h" | b"--help" => {
@@ -75,6 +79,7 @@ fn parse_args(startup: &Startup) -> Result<Args<'static>, i32> {
                 return Err(0);
             }
             b"--info" => info = true,
+            b"--lazy" => lazy = true,
             b"--ckpt-image" => match args.next() {
                 Some(p) => ckpt_image = Some(p),
                 None => {
@@ -99,6 +104,7 @@ fn parse_args(startup: &Startup) -> Result<Args<'static>, i32> {
     match image {
         Some(image) => Ok(Args {
             info,
+            lazy,
             image,
             ckpt_image,
         }),
@@ -151,7 +157,11 @@ fn main(startup: &Startup) -> i32 {
             IMAGE_AT as *mut core::ffi::c_void,
             size,
             ProtFlags::READ,
-            MapFlags::PRIVATE | MapFlags::POPULATE,
+            if args.lazy {
+                MapFlags::PRIVATE
+            } else {
+                MapFlags::PRIVATE | MapFlags::POPULATE
+            },
             &fd,
             0,
         )
@@ -162,7 +172,12 @@ fn main(startup: &Startup) -> i32 {
     };
     // SAFETY: the mapping is `size` readable bytes and stays mapped until the restore lets it go.
     let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(map as *const u8, size) };
-    let image = match uexec_ckpt::parse(bytes) {
+    let verify = if args.lazy && !args.info {
+        uexec_ckpt::Verify::AllButPages
+    } else {
+        uexec_ckpt::Verify::Everything
+    };
+    let image = match uexec_ckpt::parse_with(bytes, verify) {
         Ok(image) => image,
         Err(e) => return refuse(&e),
     };
@@ -255,7 +270,16 @@ fn main(startup: &Startup) -> i32 {
     if let Err(status) = unsafe { checkpoint::install(TOOL, &request, &[], &[], None) } {
         return status;
     }
-    // The mapping outlives the descriptor, whose number may be one of the program's.
+    // The mapping outlives the descriptor, whose number may be one of the program's; --lazy keeps
+    // one, clear of every target, to map pages from.
+    let lazy_fd = if args.lazy {
+        match rustix::io::fcntl_dupfd_cloexec(&fd, highest as i32 + 1) {
+            Ok(high) => Some(high.into_raw_fd()),
+            Err(e) => return refuse(&e),
+        }
+    } else {
+        None
+    };
     drop(fd);
     // SAFETY: PLAN is written once here and read by the restore, which never returns.
     let plan = unsafe { &mut *PLAN.0.get() };
@@ -267,6 +291,7 @@ fn main(startup: &Startup) -> i32 {
         n_files,
         cwd_fd: cwd.into_raw_fd(),
         image_map: map_span,
+        lazy_fd,
         checkpoint_signal: Some(signal),
     });
     let Some(plan) = plan.as_ref() else {
