@@ -233,6 +233,13 @@ const SPECS: &[Spec] = &[
         flags: &["-pthread"],
     },
     Spec {
+        name: "ckpt_regs",
+        sources: &["ckpt_regs.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &[],
+    },
+    Spec {
         name: "ckpt_big",
         sources: &["ckpt_big.c"],
         lang: Lang::C,

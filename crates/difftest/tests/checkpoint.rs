@@ -313,6 +313,39 @@ fn two_cycles_under_apager() {
     }
 }
 
+/// Checkpointed in the middle of a spin loop that keeps values only in registers (xmm0-15, the x87
+/// stack, rbx, r12-r15): the restarted program must find every one of them.
+#[test]
+fn registers_survive_mid_loop() {
+    for loader in ["apager", "hpager"] {
+        for &who in identities() {
+            let s = setup(who, "glibc-static", &format!("regs-{loader}"));
+            let program = path_as(who, Path::new(fixture("ckpt_regs", "glibc-static").path));
+            let what = format!("registers {loader} {who}");
+            let mut cmd = command_for(who, &require_loader(loader));
+            cmd.arg("-q").arg("--ckpt-image").arg(&s.image).arg(&program).arg("8");
+            let _ = std::fs::remove_file(&s.image);
+            let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            assert_eq!(line, "ready\n", "{what}");
+            // Inside the first block's loop (each block spins for tens of milliseconds).
+            std::thread::sleep(Duration::from_millis(20));
+            // SAFETY: kill(2) on our own child.
+            assert_eq!(unsafe { kill(child.id() as i32, SIGUSR2) }, 0);
+            wait_for(&s.image, &mut child, &what);
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let out = restart(who, &s.image);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{what}: {stdout}");
+            assert!(!stdout.contains("MISMATCH"), "{what}: {stdout}");
+            assert_eq!(stdout.lines().last(), Some("done ok=1"), "{what}");
+        }
+    }
+}
+
 /// Damaged images are refused with one line and status 126, and nothing runs.
 #[test]
 fn damaged_images_are_refused_before_anything_starts() {
