@@ -35,9 +35,15 @@ pub struct Options<'a> {
     pub pages: Option<&'a CStr>,
     /// `--argv0 NAME`: the program sees NAME as `argv[0]` instead of PROG (as `exec -a` does).
     pub argv0: Option<&'a CStr>,
+    /// `--ckpt-image PATH`: write a checkpoint image to PATH on the checkpoint signal.
+    pub ckpt_image: Option<&'a CStr>,
+    /// `--ckpt-signal SIG` (default SIGUSR2).
+    pub ckpt_signal: Option<&'a CStr>,
     /// Index in argv of PROG.
     pub program: usize,
 }
+
+pub use uexec_capture::signal_by_name as parse_signal;
 
 /// Parses the loader's argv (argv[0] included).
 pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
@@ -78,6 +84,8 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
                     b"--predict" => &mut options.predict,
                     b"--pages" => &mut options.pages,
                     b"--argv0" => &mut options.argv0,
+                    b"--ckpt-image" => &mut options.ckpt_image,
+                    b"--ckpt-signal" => &mut options.ckpt_signal,
                     _ => return Command::Usage(UsageError::UnknownOption(arg)),
                 };
                 *slot = match inline {

@@ -7,6 +7,7 @@
 //! costs a handful of system calls.
 #![cfg_attr(not(test), no_std)]
 
+pub mod checkpoint;
 pub mod cli;
 pub mod maplog;
 pub mod out;
@@ -41,7 +42,10 @@ fn help(tool: &Tool) {
          Options:\n  \
            -q, --quiet          do not log mappings\n      \
                --log FILE       write the mapping log to FILE instead of standard error\n      \
-               --argv0 NAME     give the program NAME as argv[0] (PROG is still what is run)\n"
+               --argv0 NAME     give the program NAME as argv[0] (PROG is still what is run)\n      \
+               --ckpt-image PATH  on the checkpoint signal, write an image of the program to PATH\n\
+         \x20                      (restart it with urestart PATH); the program goes on\n      \
+               --ckpt-signal SIG  the checkpoint signal (default USR2; a name or number)\n"
     );
     if tool.pager {
         let _ = writeln!(
@@ -88,6 +92,8 @@ pub struct Started {
     pub stats: bool,
     /// `--predict` and `--pages`, for hpager (adaptive and 2 by default).
     pub predict: Option<(Policy, u32)>,
+    /// `--ckpt-image` and `--ckpt-signal`.
+    pub checkpoint: Option<checkpoint::Request>,
     /// For pagers: a descriptor of the log (stderr or `--log FILE`) moved out of the program's way, or
     /// `None` with `--quiet`. Always `None` for apager, which has closed everything.
     pub log_fd: Option<i32>,
@@ -209,6 +215,34 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     } else {
         None
     };
+    let checkpoint = match (options.ckpt_image, options.ckpt_signal) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            out::error_line(tool, b"--ckpt-signal", "needs --ckpt-image");
+            return Outcome::Exit(USAGE_STATUS);
+        }
+        (Some(image), signal) => {
+            let signal = match signal {
+                None => Some(checkpoint::DEFAULT_SIGNAL),
+                Some(s) => cli::parse_signal(s.to_bytes()),
+            };
+            match signal {
+                Some(signal) if !image.is_empty() => Some(checkpoint::Request { image, signal }),
+                Some(_) => {
+                    out::error_line(tool, b"--ckpt-image", "expects a file name");
+                    return Outcome::Exit(USAGE_STATUS);
+                }
+                None => {
+                    out::error_line(
+                        tool,
+                        b"--ckpt-signal",
+                        "expects a signal that can carry a checkpoint (USR2, USR1, RTMIN+N, a number...)",
+                    );
+                    return Outcome::Exit(USAGE_STATUS);
+                }
+            }
+        }
+    };
     let mut args = startup.args().skip(options.program);
     let Some(name) = args.next() else {
         return Outcome::Exit(USAGE_STATUS);
@@ -252,7 +286,8 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         startup,
         randomize: rt::kernel_randomizes(),
         laziness,
-        loader_stays: keeps_log,
+        // The checkpoint handler is the loader's code: it stays.
+        loader_stays: keeps_log || checkpoint.is_some(),
     };
     let result = if options.quiet {
         uexec_load::load(request, &mut Quiet)
@@ -279,6 +314,7 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
             program: path,
             stats: options.stats,
             predict,
+            checkpoint,
             log_fd,
         }),
         Err(error) => {
@@ -352,11 +388,30 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
     let Some(image) = &ready.image else {
         return 126;
     };
+    if let Some(request) = &started.checkpoint {
+        uexec_pager::trap::hold_during_traps(request.signal);
+    }
     // SAFETY: called once, single-threaded, with the image just mapped lazily at this bias.
     let installed = unsafe { uexec_pager::install(image, ready.program.bias, &config, first_page) };
     if let Err(e) = installed {
         out::error_line(tool.name, b"", PagerError(e));
         return 126;
+    }
+    if let Some(request) = &started.checkpoint {
+        // The pager's own memory: its kernel-given stack (holding argv), its page-state arena and the
+        // main thread's pager stack (the alternate stack installed now).
+        let host = [
+            startup.args().next().map_or(0, |a| a.as_ptr() as u64),
+            uexec_pager::pager::table().map_or(0, |t| t.states().as_ptr() as u64),
+            checkpoint::current_altstack(),
+        ];
+        let fds = [started.log_fd.unwrap_or(-1), self_fd.unwrap_or(-1)];
+        let hooks = Some(&checkpoint::PAGER_HOOKS);
+        // SAFETY: single-threaded, just before the jump; the pager's code stays.
+        let installed = unsafe { checkpoint::install(tool.name, request, &host, &fds, hooks) };
+        if let Err(status) = installed {
+            return status;
+        }
     }
     // SAFETY: the process is fully built and the pager installed.
     unsafe { uexec_load::handover::jump(ready.entry, ready.stack.sp) }

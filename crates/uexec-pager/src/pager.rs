@@ -1169,6 +1169,31 @@ pub fn hand_over(addr: u64, len: u64) {
     }
 }
 
+/// Grants every untouched page of every region, one grant per untouched gap: a checkpoint must find
+/// the program's memory as the program would, with its contents and its own protection, since the
+/// restarted program runs without a pager.
+pub fn grant_all() {
+    let Some(state) = state() else { return };
+    for region in state.table.regions() {
+        let mut page = region.start;
+        while page < region.end {
+            let claimed = state.table.state(region, page).is_some_and(|slot| {
+                slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire)
+                    .is_ok()
+            });
+            if !claimed {
+                page += PAGE_SIZE;
+                continue;
+            }
+            let gap = span(&state.table, region, page, Grain::Gap);
+            if let Err(errno) = grant_span(state, region, page, gap, b"checkpoint") {
+                cannot_go_on(state, page, errno);
+            }
+            page = gap.1.max(page + PAGE_SIZE);
+        }
+    }
+}
+
 /// Writes the statistics line: `TOOL: stats key=value ...`.
 pub fn print_stats() {
     let Some(state) = state() else { return };
