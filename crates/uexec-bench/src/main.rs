@@ -8,9 +8,14 @@
 //! configuration's output and exit status are checked against native: a loader that runs a
 //! workload wrongly is reported, not timed.
 //!
+//! In every round of a scan workload the tool also samples the floors of a demand fault
+//! (`floors`: signal delivery, `mprotect`, first-touch faults) in its own process, so that each
+//! pager's cost per fault can be given as a multiple of delivery + mprotect measured alongside.
+//!
 //! The results go to the terminal (a table with the ratio loader/native of the median wall
 //! time) and to `--out` (CSV and PNG plots). See docs/benchmarks.md.
 
+mod floors;
 mod plot;
 mod report;
 mod run;
@@ -56,6 +61,10 @@ struct Args {
     /// `native,apager`; native is always kept, as the reference.
     #[arg(long, value_delimiter = ',', value_name = "LABELS")]
     configs: Vec<String>,
+    /// The cost per fault against its floors, quickly: the sequential and random scans, native
+    /// and dpager (and any --extra) only, unless --only / --configs say otherwise.
+    #[arg(long)]
+    floors: bool,
 }
 
 fn workspace_dir() -> PathBuf {
@@ -113,19 +122,34 @@ fn bench(args: &Args) -> Result<(), String> {
     for note in &notes {
         println!("note: {note}");
     }
-    if !args.only.is_empty() {
-        workloads.retain(|w| args.only.iter().any(|o| w.name.contains(o.as_str())));
+    let (mut only, mut keep) = (args.only.clone(), args.configs.clone());
+    if args.floors {
+        if only.is_empty() {
+            only = vec!["scan-seq".into(), "scan-random".into()];
+        }
+        if keep.is_empty() {
+            keep = std::iter::once("dpager".to_owned())
+                .chain(
+                    args.extra
+                        .iter()
+                        .filter_map(|e| Some(e.split_once('=')?.0.to_owned())),
+                )
+                .collect();
+        }
     }
-    if !args.configs.is_empty() {
-        configs.retain(|c| {
-            c.loader.is_none() || args.configs.iter().any(|p| c.label.starts_with(p.as_str()))
-        });
+    if !only.is_empty() {
+        workloads.retain(|w| only.iter().any(|o| w.name.contains(o.as_str())));
+    }
+    if !keep.is_empty() {
+        configs
+            .retain(|c| c.loader.is_none() || keep.iter().any(|p| c.label.starts_with(p.as_str())));
     }
     if workloads.is_empty() {
         return Err("no workload left to run".into());
     }
 
     let stderr_file = out.join("last-stderr.txt");
+    let mut meter = floors::Meter::new(&out)?;
     let mut rows = Vec::new();
     let mut samples_csv = report::SamplesCsv::create(&out.join("samples.csv"))?;
     for workload in &workloads {
@@ -148,6 +172,9 @@ fn bench(args: &Args) -> Result<(), String> {
             }
         }
         for i in 0..runs {
+            if workload.name.starts_with("scan") {
+                meter.sample()?;
+            }
             for (config, into) in valid.iter().zip(&mut samples) {
                 let sample = run::measure(config, &workload.program, &workload.args, &stderr_file)
                     .map_err(|e| {
@@ -182,12 +209,23 @@ fn bench(args: &Args) -> Result<(), String> {
     };
     rows.sort_by_key(|r| (workload_order(&r.workload), order(&r.config)));
 
+    if meter.samples.is_empty() {
+        for _ in 0..5 {
+            meter.sample()?;
+        }
+    }
+    let floors = floors::Floors::of(&meter.samples).ok_or("no floor samples")?;
+    report::add_floor_multiples(&mut rows, &floors);
+
     print!("{}", report::table(&rows));
+    print!("{}", report::floors(&floors, &rows));
     report::write_summary_csv(&out.join("summary.csv"), &rows)?;
+    report::write_floors_csv(&out.join("floors.csv"), &meter.samples)?;
     println!(
-        "\nwrote {} and {}",
+        "\nwrote {}, {} and {}",
         out.join("summary.csv").display(),
-        out.join("samples.csv").display()
+        out.join("samples.csv").display(),
+        out.join("floors.csv").display()
     );
     match plot::plots(&out, &rows) {
         Ok(files) => {
