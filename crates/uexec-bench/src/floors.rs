@@ -9,20 +9,28 @@
 //!   up to its handler (exception entry, the kernel's VMA lookup finding no access, the signal
 //!   frame with its XSAVE area, `rt_sigreturn`), where `raise()` or `kill` would measure a
 //!   system call instead of the exception and the failed fault lookup.
-//! - **mprotect**: one `mprotect(PROT_READ | PROT_WRITE)` of one page of a large untouched
-//!   `PROT_NONE` anonymous mapping, the page right after the ones already granted (one mapping
-//!   grows, the other shrinks: what a sequential scan asks of dpager).
-//! - **mprotect split**: the same, but each page with a `PROT_NONE` page on both sides, so
-//!   each call splits a mapping in three (what a scattered scan asks until grants coarsen).
+//! - **mprotect**: one `mprotect(PROT_READ | PROT_WRITE)` of one page of a large `PROT_NONE`
+//!   anonymous mapping, the page right after the ones already granted *and touched* (one mapping
+//!   grows, the other shrinks: what a sequential scan asks of dpager). Each page is written after
+//!   its `mprotect`, outside the timed part: next to populated pages the call costs about twice
+//!   what it costs among untouched ones, and a pager's grants are always of the first kind. The
+//!   mapping is prepared as a pager's bss is (see `uexec_pager::pager::prepare_anon`): committed
+//!   and with an `anon_vma`, the cheapest state known for the call.
+//! - **mprotect split**: the same, but each page with an untouched `PROT_NONE` page on both
+//!   sides, so each call splits a mapping in three (what a scattered scan asks until grants
+//!   coarsen).
+//! - **populate**: `madvise(MADV_POPULATE_WRITE)` of one page just granted (what the pager may do
+//!   instead of letting the retried access fault).
 //! - **anon touch**: the first write to a page of a fresh private anonymous mapping (the
 //!   zero-fill fault native pays for every bss page, and dpager pays too on the retried access).
 //! - **file touch**: the first read of a page of a private mapping of a file whose pages are in
 //!   the page cache, each page mapped on its own so that each fault maps one page (no
 //!   fault-around: the situation of a file page dpager granted alone).
 //!
-//! Each floor is a batch of [`BATCH`] operations timed with the monotonic clock; the touch
-//! floors divide by the minor faults `getrusage` counted, not by the pages touched. A dpager
-//! fault costs at least delivery + mprotect more than the native first touch of the same page.
+//! Each floor is a batch of [`BATCH`] operations timed with the monotonic clock (the mprotect and
+//! populate floors call by call, the clock's own cost taken off); the touch floors divide by the
+//! minor faults `getrusage` counted, not by the pages touched. A dpager fault costs at least
+//! delivery + mprotect more than the native first touch of the same page.
 
 use std::ffi::c_void;
 use std::fs::File;
@@ -44,6 +52,7 @@ pub struct Sample {
     pub delivery: f64,
     pub mprotect: f64,
     pub mprotect_split: f64,
+    pub populate: f64,
     pub anon_touch: f64,
     pub file_touch: f64,
 }
@@ -55,6 +64,7 @@ pub struct Floors {
     pub delivery: f64,
     pub mprotect: f64,
     pub mprotect_split: f64,
+    pub populate: f64,
     pub anon_touch: f64,
     pub file_touch: f64,
 }
@@ -68,6 +78,7 @@ impl Floors {
             delivery: m(|s| s.delivery)?,
             mprotect: m(|s| s.mprotect)?,
             mprotect_split: m(|s| s.mprotect_split)?,
+            populate: m(|s| s.populate)?,
             anon_touch: m(|s| s.anon_touch)?,
             file_touch: m(|s| s.file_touch)?,
         })
@@ -113,8 +124,9 @@ impl Meter {
     pub fn sample(&mut self) -> Result<(), String> {
         let s = Sample {
             delivery: delivery()?,
-            mprotect: mprotect(1)?,
-            mprotect_split: mprotect(2)?,
+            mprotect: grant(1, false)?,
+            mprotect_split: grant(2, false)?,
+            populate: grant(1, true)?,
             anon_touch: touch(None)?.0,
             file_touch: touch(Some(self.file.as_raw_fd()))?.0,
         };
@@ -154,6 +166,34 @@ impl Mapping {
         })
     }
 
+    /// `pages` pages `PROT_NONE` as a pager leaves its bss: mapped writable (so committed, as
+    /// `execve` commits a bss), one page written and emptied again (so it has an `anon_vma`),
+    /// then `PROT_NONE`, which keeps both.
+    fn prepared(pages: usize) -> Result<Self, String> {
+        let len = pages * PAGE;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: a new mapping where the kernel chooses; nothing else refers to it.
+        let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, rw, flags, -1, 0) };
+        if addr == libc::MAP_FAILED {
+            return Err(os_error("mmap"));
+        }
+        let map = Self {
+            addr: addr.cast(),
+            len,
+        };
+        // SAFETY: our own writable mapping; the page reads as zeros again after MADV_DONTNEED.
+        unsafe {
+            map.addr.write_volatile(1);
+            if libc::madvise(addr, PAGE, libc::MADV_DONTNEED) != 0
+                || libc::mprotect(addr, len, libc::PROT_NONE) != 0
+            {
+                return Err(os_error("preparing a mapping"));
+            }
+        }
+        Ok(map)
+    }
+
     fn page(&self, i: usize) -> *mut u8 {
         self.addr.wrapping_add(i * PAGE)
     }
@@ -175,24 +215,43 @@ fn minor_faults() -> u64 {
     u64::try_from(usage.ru_minflt).unwrap_or(0)
 }
 
-/// `mprotect` of [`BATCH`] pages one by one, every `stride`-th page of a `PROT_NONE` mapping.
-fn mprotect(stride: usize) -> Result<f64, String> {
-    let map = Mapping::new(BATCH * stride, libc::PROT_NONE)?;
+/// What one reading of the monotonic clock costs, in microseconds.
+fn clock_cost() -> f64 {
     let start = Instant::now();
+    for _ in 0..BATCH {
+        std::hint::black_box(Instant::now());
+    }
+    start.elapsed().as_secs_f64() * 1e6 / BATCH as f64
+}
+
+/// Grants [`BATCH`] pages one by one, every `stride`-th page of a `PROT_NONE` mapping prepared as a
+/// pager's bss, and writes each after its grant: microseconds per `mprotect` (or, with `populate`,
+/// per `madvise(MADV_POPULATE_WRITE)` of the page just made writable, which then takes no fault).
+fn grant(stride: usize, populate: bool) -> Result<f64, String> {
+    let map = Mapping::prepared(BATCH * stride)?;
+    let mut timed = std::time::Duration::ZERO;
     for i in 0..BATCH {
-        // SAFETY: a page of our own mapping, which nothing accesses.
-        let r = unsafe {
-            libc::mprotect(
-                map.page(i * stride).cast(),
-                PAGE,
-                libc::PROT_READ | libc::PROT_WRITE,
-            )
-        };
+        let page = map.page(i * stride);
+        let start = Instant::now();
+        // SAFETY: a page of our own mapping, which nothing else accesses.
+        let r = unsafe { libc::mprotect(page.cast(), PAGE, libc::PROT_READ | libc::PROT_WRITE) };
         if r != 0 {
             return Err(os_error("mprotect"));
         }
+        if populate {
+            let start = Instant::now();
+            // SAFETY: advice on a page of our own mapping.
+            if unsafe { libc::madvise(page.cast(), PAGE, libc::MADV_POPULATE_WRITE) } != 0 {
+                return Err(os_error("madvise(MADV_POPULATE_WRITE)"));
+            }
+            timed += start.elapsed();
+        } else {
+            timed += start.elapsed();
+        }
+        // SAFETY: the page was just made writable.
+        unsafe { page.write_volatile(1) };
     }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / BATCH as f64)
+    Ok((timed.as_secs_f64() * 1e6 / BATCH as f64 - 2.0 * clock_cost()).max(0.0))
 }
 
 /// The first access to each of [`BATCH`] pages: a write to an anonymous mapping, or (`fd`) a

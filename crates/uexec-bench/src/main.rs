@@ -53,16 +53,17 @@ struct Args {
     /// Only the workloads whose name contains one of these (comma-separated), e.g. `hello,scan-seq`.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
-    /// An extra loader to time as `PATH -q PROG`, labelled LABEL (repeatable): to compare two
-    /// builds of a loader in the same run, e.g. `--extra apager-old=/tmp/old/apager`.
+    /// An extra loader to time as `PATH -q --stats PROG` (without `--stats` if it refuses it),
+    /// labelled LABEL (repeatable): to compare two builds of a loader in the same run, e.g.
+    /// `--extra apager-old=/tmp/old/apager`.
     #[arg(long, value_name = "LABEL=PATH")]
     extra: Vec<String>,
     /// Only the configurations whose label starts with one of these (comma-separated), e.g.
     /// `native,apager`; native is always kept, as the reference.
     #[arg(long, value_delimiter = ',', value_name = "LABELS")]
     configs: Vec<String>,
-    /// The cost per fault against its floors, quickly: the sequential and random scans, native
-    /// and dpager (and any --extra) only, unless --only / --configs say otherwise.
+    /// The cost per fault against its floors, quickly: the sequential and random scans (also with
+    /// `rmw`), native and dpager (and any --extra) only, unless --only / --configs say otherwise.
     #[arg(long)]
     floors: bool,
 }
@@ -112,11 +113,12 @@ fn bench(args: &Args) -> Result<(), String> {
         if !Path::new(path).is_file() {
             return Err(format!("--extra {extra}: {path} is not a file"));
         }
+        // With --stats, for a pager's fault count; a loader that refuses it runs without.
         configs.push(Config {
             label: label.to_owned(),
             loader: Some(PathBuf::from(path)),
-            loader_args: vec!["-q".into()],
-            stats: false,
+            loader_args: vec!["-q".into(), "--stats".into()],
+            stats: true,
         });
     }
     for note in &notes {
@@ -125,7 +127,9 @@ fn bench(args: &Args) -> Result<(), String> {
     let (mut only, mut keep) = (args.only.clone(), args.configs.clone());
     if args.floors {
         if only.is_empty() {
-            only = vec!["scan-seq".into(), "scan-random".into()];
+            only = ["scan-seq", "scan-random", "scan-seq-rmw", "scan-random-rmw"]
+                .map(String::from)
+                .to_vec();
         }
         if keep.is_empty() {
             keep = std::iter::once("dpager".to_owned())
@@ -137,7 +141,11 @@ fn bench(args: &Args) -> Result<(), String> {
                 .collect();
         }
     }
-    if !only.is_empty() {
+    if only.is_empty() {
+        workloads.retain(|w| !w.on_request);
+    } else if args.floors && args.only.is_empty() {
+        workloads.retain(|w| only.contains(&w.name));
+    } else {
         workloads.retain(|w| only.iter().any(|o| w.name.contains(o.as_str())));
     }
     if !keep.is_empty() {
@@ -175,7 +183,13 @@ fn bench(args: &Args) -> Result<(), String> {
             if workload.name.starts_with("scan") {
                 meter.sample()?;
             }
-            for (config, into) in valid.iter().zip(&mut samples) {
+            // Each round starts with the next configuration, so that none always runs right
+            // after the floors (which map and free memory) or right after a given other one.
+            for k in 0..valid.len() {
+                let c = (i + k) % valid.len();
+                let (Some(config), Some(into)) = (valid.get(c), samples.get_mut(c)) else {
+                    continue;
+                };
                 let sample = run::measure(config, &workload.program, &workload.args, &stderr_file)
                     .map_err(|e| {
                         format!("running {} under {}: {e}", workload.name, config.label)
