@@ -21,6 +21,12 @@
 //!   coarsen).
 //! - **populate**: `madvise(MADV_POPULATE_WRITE)` of one page just granted (what the pager may do
 //!   instead of letting the retried access fault).
+//! - **minimal pager**: what a pager with nothing to decide costs per fault: each page of a
+//!   prepared `PROT_NONE` mapping written once, under a handler that makes the faulting page
+//!   writable with one `mprotect` and returns (the write is retried), less **anon touch**. It
+//!   exceeds delivery + mprotect by what the kernel adds around them (the retried fault after a
+//!   change of the mappings, caches and TLB refilled after the signal), which no pager built on
+//!   `mprotect` avoids; a pager's own cost is its excess over this one.
 //! - **anon touch**: the first write to a page of a fresh private anonymous mapping (the
 //!   zero-fill fault native pays for every bss page, and dpager pays too on the retried access).
 //! - **file touch**: the first read of a page of a private mapping of a file whose pages are in
@@ -53,6 +59,8 @@ pub struct Sample {
     pub mprotect: f64,
     pub mprotect_split: f64,
     pub populate: f64,
+    /// A minimal pager's cost per fault over the native first touch.
+    pub minimal_pager: f64,
     pub anon_touch: f64,
     pub file_touch: f64,
 }
@@ -65,6 +73,8 @@ pub struct Floors {
     pub mprotect: f64,
     pub mprotect_split: f64,
     pub populate: f64,
+    /// A minimal pager's cost per fault over the native first touch.
+    pub minimal_pager: f64,
     pub anon_touch: f64,
     pub file_touch: f64,
 }
@@ -79,6 +89,7 @@ impl Floors {
             mprotect: m(|s| s.mprotect)?,
             mprotect_split: m(|s| s.mprotect_split)?,
             populate: m(|s| s.populate)?,
+            minimal_pager: m(|s| s.minimal_pager)?,
             anon_touch: m(|s| s.anon_touch)?,
             file_touch: m(|s| s.file_touch)?,
         })
@@ -122,12 +133,14 @@ impl Meter {
 
     /// Takes one sample of every floor.
     pub fn sample(&mut self) -> Result<(), String> {
+        let anon_touch = touch(None)?.0;
         let s = Sample {
             delivery: delivery()?,
             mprotect: grant(1, false)?,
             mprotect_split: grant(2, false)?,
             populate: grant(1, true)?,
-            anon_touch: touch(None)?.0,
+            minimal_pager: minimal_pager()? - anon_touch,
+            anon_touch,
             file_touch: touch(Some(self.file.as_raw_fd()))?.0,
         };
         self.samples.push(s);
@@ -323,9 +336,37 @@ extern "C" fn skip_load(_sig: i32, info: *mut libc::siginfo_t, context: *mut c_v
     }
 }
 
-/// [`BATCH`] loads from a `PROT_NONE` page, each delivered as SIGSEGV and skipped.
-fn delivery() -> Result<f64, String> {
-    let map = Mapping::new(1, libc::PROT_NONE)?;
+/// The range the minimal pager's handler grants pages of; a fault elsewhere is not the floor's.
+static GRANT_LOW: AtomicU64 = AtomicU64::new(0);
+static GRANT_HIGH: AtomicU64 = AtomicU64::new(0);
+
+/// The minimal pager: makes the faulting page of the floor's mapping readable and writable and
+/// returns, so that the access is retried.
+extern "C" fn grant_page(_sig: i32, info: *mut libc::siginfo_t, _context: *mut c_void) {
+    // SAFETY: the kernel passes an SA_SIGINFO handler a valid siginfo.
+    let addr = unsafe { (*info).si_addr() } as u64;
+    let ours =
+        (GRANT_LOW.load(Ordering::Relaxed)..GRANT_HIGH.load(Ordering::Relaxed)).contains(&addr);
+    let page = (addr & !(PAGE as u64 - 1)) as *mut c_void;
+    // SAFETY: mprotect of a page of the floor's own mapping (errno is clobbered, which the
+    // interrupted code, a plain store, does not read); otherwise the default action, and the
+    // access faults again and kills.
+    unsafe {
+        if ours && libc::mprotect(page, PAGE, libc::PROT_READ | libc::PROT_WRITE) == 0 {
+            DELIVERED.fetch_add(1, Ordering::Relaxed);
+        } else {
+            libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Runs `f` with `handler` as the SIGSEGV handler (`SA_SIGINFO | SA_ONSTACK`, every signal
+/// blocked, on an alternate stack of its own, as dpager installs its handler), then puts back the
+/// handler and the alternate stack there were; returns what `f` returned and the signals counted.
+fn with_handler<T>(
+    handler: extern "C" fn(i32, *mut libc::siginfo_t, *mut c_void),
+    f: impl FnOnce() -> T,
+) -> Result<(T, u64), String> {
     let stack = vec![0u8; 64 << 10];
     let new_stack = libc::stack_t {
         ss_sp: stack.as_ptr() as *mut c_void,
@@ -338,10 +379,11 @@ fn delivery() -> Result<f64, String> {
         libc::sigaction,
         libc::sigaction,
     ) = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = skip_load as *const () as usize;
+    action.sa_sigaction = handler as *const () as usize;
     action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
     // SAFETY: sigaltstack/sigaction with pointers to live locals; the stack outlives its use
-    // (the old stack is put back before `stack` is dropped) and the handler is async-signal-safe.
+    // (the old stack is put back before `stack` is dropped) and the handlers are
+    // async-signal-safe.
     unsafe {
         libc::sigfillset(&mut action.sa_mask);
         if libc::sigaltstack(&new_stack, &mut old_stack) != 0 {
@@ -349,27 +391,57 @@ fn delivery() -> Result<f64, String> {
         }
         libc::sigaction(libc::SIGSEGV, &action, &mut old_action);
     }
-    EXPECTED.store(map.addr as u64, Ordering::Relaxed);
     DELIVERED.store(0, Ordering::Relaxed);
-    let start = Instant::now();
-    for _ in 0..BATCH {
-        // SAFETY: the load faults; the handler above skips it (al keeps a garbage value, which
-        // is discarded).
-        unsafe {
-            std::arch::asm!(".byte 0x8a, 0x07", in("rdi") map.addr, out("al") _, options(nostack));
-        }
-    }
-    let elapsed = start.elapsed();
+    let result = f();
     // SAFETY: puts back what was there, with pointers to live locals.
     unsafe {
         libc::sigaction(libc::SIGSEGV, &old_action, std::ptr::null_mut());
         libc::sigaltstack(&old_stack, std::ptr::null_mut());
     }
     drop(stack);
-    let delivered = DELIVERED.load(Ordering::Relaxed);
+    Ok((result, DELIVERED.load(Ordering::Relaxed)))
+}
+
+/// [`BATCH`] loads from a `PROT_NONE` page, each delivered as SIGSEGV and skipped.
+fn delivery() -> Result<f64, String> {
+    let map = Mapping::new(1, libc::PROT_NONE)?;
+    EXPECTED.store(map.addr as u64, Ordering::Relaxed);
+    let (elapsed, delivered) = with_handler(skip_load, || {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            // SAFETY: the load faults; the handler skips it (al keeps a garbage value, which is
+            // discarded).
+            unsafe {
+                std::arch::asm!(".byte 0x8a, 0x07", in("rdi") map.addr, out("al") _, options(nostack));
+            }
+        }
+        start.elapsed()
+    })?;
     if delivered != BATCH as u64 {
         return Err(format!(
             "floors: {delivered} signals delivered for {BATCH} loads"
+        ));
+    }
+    Ok(elapsed.as_secs_f64() * 1e6 / BATCH as f64)
+}
+
+/// A write to each of [`BATCH`] pages of a `PROT_NONE` mapping prepared as a pager's bss, under
+/// [`grant_page`]: microseconds per page, the first touch included.
+fn minimal_pager() -> Result<f64, String> {
+    let map = Mapping::prepared(BATCH)?;
+    GRANT_LOW.store(map.addr as u64, Ordering::Relaxed);
+    GRANT_HIGH.store(map.addr as u64 + map.len as u64, Ordering::Relaxed);
+    let (elapsed, granted) = with_handler(grant_page, || {
+        let start = Instant::now();
+        for i in 0..BATCH {
+            // SAFETY: a page of our mapping, which the handler makes writable.
+            unsafe { map.page(i).write_volatile(1) };
+        }
+        start.elapsed()
+    })?;
+    if granted != BATCH as u64 {
+        return Err(format!(
+            "floors: {granted} pages granted for {BATCH} writes"
         ));
     }
     Ok(elapsed.as_secs_f64() * 1e6 / BATCH as f64)

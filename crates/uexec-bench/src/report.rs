@@ -129,19 +129,20 @@ pub fn floors(f: &Floors, rows: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        "  delivery {:.3}  mprotect {:.3}  (delivery + mprotect {:.3})  mprotect split {:.3}  populate {:.3}  anon touch {:.3}  file touch {:.3}",
+        "  delivery {:.3}  mprotect {:.3}  (delivery + mprotect {:.3})  mprotect split {:.3}  populate {:.3}  minimal pager {:.3}  anon touch {:.3}  file touch {:.3}",
         f.delivery,
         f.mprotect,
         f.fault(),
         f.mprotect_split,
         f.populate,
+        f.minimal_pager,
         f.anon_touch,
         f.file_touch
     );
     let _ = writeln!(
         s,
-        "{:<15} {:<18} {:>10} {:>10} {:>12} {:>14}",
-        "workload", "config", "faults", "us/fault", "x floor", "x split floor"
+        "{:<15} {:<18} {:>10} {:>10} {:>12} {:>14} {:>12}",
+        "workload", "config", "faults", "us/fault", "x floor", "x split floor", "x minimal"
     );
     for r in rows {
         let (Some(us), Some(x)) = (r.us_per_fault, r.floor_multiple) else {
@@ -149,13 +150,14 @@ pub fn floors(f: &Floors, rows: &[Row]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<15} {:<18} {:>10} {:>10.3} {:>12.2} {:>14.2}",
+            "{:<15} {:<18} {:>10} {:>10.3} {:>12.2} {:>14.2} {:>12.2}",
             r.workload,
             r.config,
             opt(r.pager_faults(), 0),
             us,
             x,
-            us / (f.delivery + f.mprotect_split)
+            us / (f.delivery + f.mprotect_split),
+            us / f.minimal_pager
         );
     }
     s
@@ -170,8 +172,14 @@ pub fn write_floors_csv(path: &Path, samples: &[crate::floors::Sample]) -> Resul
     for (i, f) in samples.iter().enumerate() {
         let _ = writeln!(
             text,
-            "{i},{},{},{},{},{},{}",
-            f.delivery, f.mprotect, f.mprotect_split, f.populate, f.anon_touch, f.file_touch
+            "{i},{},{},{},{},{},{},{}",
+            f.delivery,
+            f.mprotect,
+            f.mprotect_split,
+            f.populate,
+            f.minimal_pager,
+            f.anon_touch,
+            f.file_touch
         );
     }
     w.write_all(text.as_bytes())

@@ -720,10 +720,12 @@ fn protect_claimed(
     }
     let pages = (end - start) / PAGE_SIZE;
     let around = pages - u64::from(demand.is_some());
-    state
-        .stats
-        .around_pages
-        .fetch_add(around, Ordering::Relaxed);
+    if around > 0 {
+        state
+            .stats
+            .around_pages
+            .fetch_add(around, Ordering::Relaxed);
+    }
     match demand {
         Some(demand) => {
             state.stats.demand_pages.fetch_add(1, Ordering::Relaxed);
