@@ -234,6 +234,15 @@ pub unsafe fn install(
         }
     }
 
+    for region in table.regions() {
+        if region.file_offset.is_none() && region.prot & 2 != 0 && region.pages() >= PREPARED_PAGES
+        {
+            // SAFETY: the region is untouched lazy bss of the image, mapped PROT_NONE at load, which
+            // nothing else uses yet.
+            unsafe { prepare_anon(region) }?;
+        }
+    }
+
     let state = State {
         table,
         tool: config.tool,
@@ -272,6 +281,47 @@ pub unsafe fn install(
     let ranges = trap_ranges(state_table_regions());
     // SAFETY: still single-threaded set-up, after the pager state exists.
     unsafe { crate::trap::install(ranges.get(), config.stats) }.map_err(SetupError::Signal)
+}
+
+/// The smallest bss region [`prepare_anon`] prepares: a smaller one takes too few faults to repay the
+/// four system calls and the fault at start-up.
+const PREPARED_PAGES: u64 = 64;
+
+/// Gives the lazy bss `region` (untouched, `PROT_NONE`) the kernel state the first write would give
+/// it, without leaving a page behind: its memory is committed as native bss is at `execve` (the
+/// mapping is accounted, `VM_ACCOUNT`), and it has an `anon_vma`. Every piece a grant later splits
+/// off shares that `anon_vma`, so accessible neighbours merge back into one mapping, as the kernel
+/// merges only mappings of one `anon_vma`; without it each faulted piece gets its own and the
+/// mappings stay split (thousands after a scattered scan, each fault then slower to find its
+/// mapping), and every grant pays the commit charge again. The whole region is made writable
+/// (one mapping, charged), one byte is written, the page is emptied again with `MADV_DONTNEED` (a
+/// private anonymous page reads as zeros afterwards), and the region goes back to `PROT_NONE`,
+/// which keeps both the charge and the `anon_vma`. If the kernel refuses the commitment, the region
+/// is left as it was.
+///
+/// # Safety
+///
+/// `region` must be anonymous, untouched and unused by anything else.
+unsafe fn prepare_anon(region: &Region) -> Result<(), SetupError> {
+    let (start, len) = (
+        region.start as *mut c_void,
+        region.pages() as usize * PAGE_SIZE as usize,
+    );
+    let rw = MprotectFlags::READ | MprotectFlags::WRITE;
+    // SAFETY: per the contract, only this region's protection changes.
+    if unsafe { rustix::mm::mprotect(start, len, rw) }.is_err() {
+        // Refused (RLIMIT_DATA, say): left as it is, each grant is charged on its own, and a grant
+        // the kernel refuses for good ends the pager as `cannot_go_on` says.
+        return Ok(());
+    }
+    // SAFETY: the region's first page is writable now and holds zeros; a zero is written, so the
+    // contents are unchanged whether or not MADV_DONTNEED then frees the page.
+    unsafe {
+        start.cast::<u8>().write_volatile(0);
+        let _ = rustix::mm::madvise(start, PAGE_SIZE as usize, rustix::mm::Advice::LinuxDontNeed);
+    }
+    // SAFETY: as above.
+    unsafe { rustix::mm::mprotect(start, len, MprotectFlags::empty()) }.map_err(SetupError::Map)
 }
 
 fn state_table_regions() -> &'static [Region] {
@@ -422,6 +472,7 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
             };
             match granted {
                 Granted::Yes => {
+                    populate(region, page, err);
                     state.stats.faults.fetch_add(1, Ordering::Relaxed);
                 }
                 Granted::Gone => give_up(Some(state)),
@@ -449,6 +500,40 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
                 give_up(Some(state));
             }
         }
+    }
+}
+
+/// Whether the kernel populates pages on request (`MADV_POPULATE_WRITE`, Linux 5.14); cleared the
+/// first time it answers `EINVAL`.
+static POPULATE: AtomicBool = AtomicBool::new(true);
+
+/// After the demand page `page` of `region` was granted for an access with page-fault error code
+/// `err`: if it was a read of a writable anonymous (bss) page, populates the page for writing now.
+/// Natively such a read maps the shared zero page and the write that usually follows (`x += ...`)
+/// faults again to copy it; under the pager the retried read would take that first fault and the
+/// write the second, so one system call replaces two faults (the page is then the program's own
+/// rather than the zero page, which costs a page of memory if it is only ever read). A write fault is
+/// left to the retried access: one fault is cheaper than the system call. Failure is harmless: the
+/// access then faults as usual.
+fn populate(region: &Region, page: u64, err: u64) {
+    let read_of_bss =
+        err & (PF_WRITE | PF_INSTR) == 0 && region.prot & 2 != 0 && region.file_offset.is_none();
+    if !read_of_bss || !POPULATE.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: advice on one page of the program image that was just made writable; populating
+    // changes no contents.
+    let r = unsafe {
+        sys::syscall4(
+            k::__NR_madvise as u64,
+            page,
+            PAGE_SIZE,
+            u64::from(k::MADV_POPULATE_WRITE),
+            0,
+        )
+    };
+    if r == -i64::from(linux_raw_sys::errno::EINVAL) {
+        POPULATE.store(false, Ordering::Relaxed);
     }
 }
 
@@ -635,10 +720,12 @@ fn protect_claimed(
     }
     let pages = (end - start) / PAGE_SIZE;
     let around = pages - u64::from(demand.is_some());
-    state
-        .stats
-        .around_pages
-        .fetch_add(around, Ordering::Relaxed);
+    if around > 0 {
+        state
+            .stats
+            .around_pages
+            .fetch_add(around, Ordering::Relaxed);
+    }
     match demand {
         Some(demand) => {
             state.stats.demand_pages.fetch_add(1, Ordering::Relaxed);
