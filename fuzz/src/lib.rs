@@ -7,7 +7,7 @@
 
 use uexec_elf::{
     interpreter_path, page_down, page_up, FileHeader, Image, Kind, MAX_INTERP_PATH, MAX_PHDR_TABLE,
-    MAX_SEGMENTS, PAGE_SIZE, PHDR_SIZE, TASK_SIZE,
+    MAX_PHNUM, MAX_SEGMENTS, PAGE_SIZE, PHDR_SIZE, TASK_SIZE,
 };
 
 /// As `file.rs`: how much of the file is read up front.
@@ -66,6 +66,7 @@ pub fn check_file(file: &[u8], size: u64) -> bool {
         }
     };
     let Ok(image) = result else { return false };
+    assert!(!image.segments().is_empty() && image.segments().len() <= MAX_SEGMENTS);
 
     // The same input gives the same answer (nothing depends on uninitialised or global state).
     let mut table = [0u8; MAX_PHDR_TABLE];
@@ -89,15 +90,16 @@ pub fn check_file(file: &[u8], size: u64) -> bool {
         let got = pread(file, size, range.offset, &mut buf[..len]);
         assert_eq!(got, len, "an accepted PT_INTERP range lies inside the file");
         if let Ok(path) = interpreter_path(&buf[..got], range.segment) {
+            // The path is what precedes the first NUL; the range's last byte is NUL.
             assert!(!path.is_empty() && !path.contains(&0));
-            assert_eq!(path.len() + 1, got);
+            assert!(path.len() < got && buf[path.len()] == 0 && buf[got - 1] == 0);
         }
     }
     true
 }
 
 fn check_header(header: &FileHeader, size: u64) {
-    assert!(header.phnum >= 1 && usize::from(header.phnum) <= MAX_SEGMENTS);
+    assert!(header.phnum >= 1 && usize::from(header.phnum) <= MAX_PHNUM);
     assert_eq!(
         header.phdr_table_len(),
         usize::from(header.phnum) * PHDR_SIZE

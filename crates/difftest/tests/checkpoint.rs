@@ -256,7 +256,10 @@ fn lazy_restart_maps_the_image_and_finishes_the_same() {
         let mut rest = String::new();
         stdout.read_to_string(&mut rest).unwrap();
         assert!(child.wait().unwrap().success(), "{what}");
-        assert!(first.starts_with("step ") && !first.starts_with("step 1 "), "{what}: {first}");
+        assert!(
+            first.starts_with("step ") && !first.starts_with("step 1 "),
+            "{what}: {first}"
+        );
         assert_eq!(rest.lines().last().unwrap_or(""), reference.0, "{what}");
         assert_eq!(std::fs::read(&s.file).unwrap(), reference.1, "{what}: file");
     }
@@ -323,7 +326,11 @@ fn registers_survive_mid_loop() {
             let program = path_as(who, Path::new(fixture("ckpt_regs", "glibc-static").path));
             let what = format!("registers {loader} {who}");
             let mut cmd = command_for(who, &require_loader(loader));
-            cmd.arg("-q").arg("--ckpt-image").arg(&s.image).arg(&program).arg("8");
+            cmd.arg("-q")
+                .arg("--ckpt-image")
+                .arg(&s.image)
+                .arg(&program)
+                .arg("8");
             let _ = std::fs::remove_file(&s.image);
             let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
             let mut stdout = BufReader::new(child.stdout.take().unwrap());

@@ -229,8 +229,8 @@ fn program_header_table_checks() {
         ElfError::NoProgramHeaders
     );
     assert_eq!(
-        with(|e| e.phnum = Some(74)).unwrap_err(),
-        ElfError::TooManyProgramHeaders(74)
+        with(|e| e.phnum = Some(1171)).unwrap_err(),
+        ElfError::TooManyProgramHeaders(1171)
     );
     assert_eq!(
         with(|e| e.phnum = Some(0xffff)).unwrap_err(),
@@ -402,10 +402,8 @@ fn interpreter_and_stack_flags() {
         interpreter_path(b"/lib64/ld", 1),
         Err(ElfError::BadInterpreterPath { segment: 1 })
     );
-    assert_eq!(
-        interpreter_path(b"/lib\0/ld\0", 1),
-        Err(ElfError::BadInterpreterPath { segment: 1 })
-    );
+    // The kernel opens what comes before the first NUL.
+    assert_eq!(interpreter_path(b"/lib\0/ld\0", 1), Ok(&b"/lib"[..]));
     assert_eq!(
         interpreter_path(b"\0", 1),
         Err(ElfError::BadInterpreterPath { segment: 1 })
@@ -452,4 +450,67 @@ fn messages_name_the_segment() {
         std::format!("{}", ElfError::WrongMachine(40)),
         "built for another machine (need x86-64), e_machine 40"
     );
+}
+
+/// The kernel reads a table at any offset (`e_phoff` 0x44 here, not 8-aligned) and up to 64 KiB.
+#[test]
+fn unaligned_and_large_program_header_tables() {
+    let image = with(|e| {
+        e.phoff = 0x44;
+        e.phdrs[0].offset = 0x44;
+        e.phdrs[0].vaddr = 0x400044;
+    })
+    .unwrap();
+    assert_eq!(image.phdr_vaddr, Some(0x400044));
+    assert_eq!(image.segments().len(), 4);
+    // 100 headers (5.6 KiB): the loads plus PT_NULL padding, the table past the first page.
+    let image = with(|e| {
+        e.phoff = 0x2100;
+        e.phdrs.remove(0);
+        e.phdrs.resize(
+            100,
+            Phdr {
+                p_type: 0,
+                flags: 0,
+                offset: 0,
+                vaddr: 0,
+                filesz: 0,
+                memsz: 0,
+                align: 0,
+            },
+        );
+        e.size = 0x2100 + 100 * 56;
+        e.phdrs[3].filesz = 0x200;
+    })
+    .unwrap();
+    assert_eq!((image.phnum, image.segments().len()), (100, 4));
+}
+
+#[test]
+fn more_loadable_segments_than_supported() {
+    let err = with(|e| {
+        e.phoff = 0x2000;
+        e.phdrs.clear();
+        for i in 0..(MAX_SEGMENTS as u64 + 1) {
+            e.phdrs
+                .push(load(PF_R, 0, 0x400000 + i * 0x1000, 0x10, 0x10));
+        }
+        e.size = 0x2000 + e.phdrs.len() * 56;
+    })
+    .unwrap_err();
+    assert_eq!(err, ElfError::TooManySegments);
+}
+
+/// As `load_elf_binary`: only the last byte of the `PT_INTERP` range must be NUL.
+#[test]
+fn interpreter_paths_may_have_nul_padding() {
+    assert_eq!(interpreter_path(b"/lib/ld.so\0", 1), Ok(&b"/lib/ld.so"[..]));
+    assert_eq!(interpreter_path(b"/tmp/ld\0\0\0\0", 1), Ok(&b"/tmp/ld"[..]));
+    assert_eq!(interpreter_path(b"/a\0junk\0", 1), Ok(&b"/a"[..]));
+    for bad in [&b"/lib/ld.so"[..], b"\0\0", b"\0", b""] {
+        assert_eq!(
+            interpreter_path(bad, 1),
+            Err(ElfError::BadInterpreterPath { segment: 1 })
+        );
+    }
 }

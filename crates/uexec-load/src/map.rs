@@ -5,7 +5,8 @@
 //! (or, for a position-independent image, wherever the kernel finds room), so a program that would land
 //! on the loader or on anything else already mapped is refused before any of it is mapped. Segments are
 //! then mapped inside the reservation with `MAP_FIXED`: the file part from the file, the rest of the last
-//! file page zeroed when the segment has a bss, and the remaining pages anonymous. A page that two
+//! file page zeroed when a writable segment has a bss (a read-only one keeps the file's bytes there, as
+//! with the kernel), and the remaining pages anonymous. A page that two
 //! segments share gets both segments' bytes. Pages of the reservation that no segment covers are
 //! unmapped again, leaving the holes the kernel leaves.
 //!
@@ -315,7 +316,11 @@ impl Mapper<'_> {
             let len = file_pages_end - first_page;
             // Like padzero: with a bss, the rest of the last file page must read as zeros. The pages are
             // mapped writable (never executable) for that, and get their own protection afterwards.
-            let pad = segment.memsz > segment.filesz && file_end < file_pages_end;
+            // Only for a writable segment: the kernel's padzero fails on a read-only page and
+            // `elf_load` ignores the failure there, so such a segment keeps the file's bytes after
+            // `p_filesz` (a text segment one byte short still ends in its `ret`).
+            let pad =
+                segment.prot.write && segment.memsz > segment.filesz && file_end < file_pages_end;
             let final_prot = if self.laziness.file { NONE } else { prot };
             let map_prot = if pad { READ_WRITE } else { final_prot };
             let offset = page_down(segment.offset);
