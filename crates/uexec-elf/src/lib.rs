@@ -13,8 +13,10 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod plan;
 
 pub use error::ElfError;
+pub use plan::LoadPlan;
 
 use object::elf::{self, FileHeader64, ProgramHeader64};
 use object::LittleEndian as LE;

@@ -514,3 +514,106 @@ fn interpreter_paths_may_have_nul_padding() {
         );
     }
 }
+
+mod plan {
+    use super::*;
+    use crate::plan::{Piece, SharedPage, Source};
+
+    const R: Prot = Prot {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    const RX: Prot = Prot {
+        read: true,
+        write: false,
+        exec: true,
+    };
+    const RW: Prot = Prot {
+        read: true,
+        write: true,
+        exec: false,
+    };
+
+    fn piece(segment: u16, start: u64, end: u64, prot: Prot, source: Source) -> Piece {
+        Piece {
+            segment,
+            start,
+            end,
+            prot,
+            source,
+        }
+    }
+    fn file(offset: u64, zero_from: Option<u64>) -> Source {
+        Source::File { offset, zero_from }
+    }
+
+    #[test]
+    fn pieces_of_a_static_executable() {
+        let plan = LoadPlan::of(&Elf::valid().parse().unwrap());
+        assert_eq!(
+            plan.pieces(),
+            [
+                piece(1, 0x400000, 0x401000, R, file(0, None)),
+                piece(2, 0x401000, 0x402000, RX, file(0x1000, None)),
+                piece(3, 0x402000, 0x403000, R, file(0x2000, None)),
+                // Data: file pages to page_up(0x404100), the rest of that page zeroed; then bss.
+                piece(4, 0x403000, 0x405000, RW, file(0x2000, Some(0x404100))),
+                piece(4, 0x405000, 0x409000, RW, Source::Anonymous),
+            ]
+        );
+        assert!(plan.shared_pages().is_empty());
+        assert!(plan.holes().is_empty());
+        assert_eq!(plan.lazy_pieces().count(), 5);
+    }
+
+    #[test]
+    fn a_read_only_segment_with_a_bss_keeps_its_last_file_page() {
+        let image = with(|e| {
+            e.phdrs[2].filesz = 0x7ff; // text one byte short of its memsz
+        })
+        .unwrap();
+        let plan = LoadPlan::of(&image);
+        assert_eq!(
+            plan.pieces()[1],
+            piece(2, 0x401000, 0x402000, RX, file(0x1000, None))
+        );
+    }
+
+    #[test]
+    fn shared_first_pages_and_holes() {
+        let image = with(|e| {
+            // rodata starts inside text's last page; data moves up, leaving a hole.
+            e.phdrs[3] = load(PF_R, 0x1800, 0x401800, 0x100, 0x100);
+            e.phdrs[4] = load(PF_R | PF_W, 0x2f00, 0x405f00, 0x200, 0x3000);
+        })
+        .unwrap();
+        let plan = LoadPlan::of(&image);
+        assert_eq!(
+            plan.shared_pages(),
+            [SharedPage {
+                page: 0x401000,
+                segment: 2
+            }]
+        );
+        assert_eq!(plan.holes(), [(0x402000, 0x405000)]);
+        // A pager leaves the shared page alone: text (one page, the shared one) and rodata have nothing
+        // lazy left; the first page and data all of theirs.
+        let lazy: Vec<_> = plan.lazy_pieces().collect();
+        assert_eq!(
+            lazy,
+            [
+                piece(1, 0x400000, 0x401000, R, file(0, None)),
+                piece(4, 0x405000, 0x407000, RW, file(0x2000, Some(0x406100))),
+                piece(4, 0x407000, 0x409000, RW, Source::Anonymous),
+            ]
+        );
+        // A piece that starts on a shared page loses it, offset moved along.
+        let image = with(|e| {
+            e.phdrs[3] = load(PF_R, 0x1800, 0x401800, 0x1100, 0x1100);
+        })
+        .unwrap();
+        let lazy: Vec<_> = LoadPlan::of(&image).lazy_pieces().collect();
+        assert_eq!(lazy[1], piece(3, 0x402000, 0x403000, R, file(0x2000, None)));
+    }
+}

@@ -38,7 +38,7 @@ use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use linux_raw_sys::general as k;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
-use uexec_elf::{page_down, page_up, Image, PAGE_SIZE};
+use uexec_elf::{page_down, Image, PAGE_SIZE};
 
 use crate::predict::{Policy, Predictor, MAX_PREDICT};
 use crate::regions::{Region, RegionTable, MAPPED, MAPPING, PREDICTED, UNTOUCHED};
@@ -203,33 +203,15 @@ pub unsafe fn install(
     let states = unsafe { core::slice::from_raw_parts(arena as *const AtomicU8, pages.max(1)) };
     let mut table = RegionTable::new(states);
 
-    let segments = image.segments();
-    for (i, s) in segments.iter().enumerate() {
-        // A first page shared with the segment before was rebuilt and protected at load: not lazy.
-        let shared = i > 0
-            && segments
-                .get(i - 1)
-                .is_some_and(|p| p.end() > page_down(s.vaddr));
-        let skip = if shared { PAGE_SIZE } else { 0 };
-        let first = page_down(s.vaddr) + skip;
-        let file_end = if s.filesz > 0 {
-            page_up(s.file_end()).unwrap_or(u64::MAX)
-        } else {
-            page_down(s.vaddr)
+    // The regions are the load plan's lazy pieces, exactly as uexec_load mapped them (shared pages,
+    // which it rebuilt and protected, left out).
+    for piece in uexec_elf::LoadPlan::of(image).lazy_pieces() {
+        let (lazy, offset) = match piece.source {
+            uexec_elf::plan::Source::File { offset, .. } => (config.lazy_file, Some(offset)),
+            uexec_elf::plan::Source::Anonymous => (config.lazy_anon, None),
         };
-        let end = page_up(s.end()).unwrap_or(u64::MAX);
-        let prot = prot_bits(s.prot);
-        if config.lazy_file && file_end > first {
-            let offset = page_down(s.offset) + skip;
-            if !table.push(first + bias, file_end + bias, prot, Some(offset), s.index) {
-                return Err(SetupError::TooManyRegions);
-            }
-        }
-        let anon_start = file_end.max(first);
-        if config.lazy_anon
-            && end > anon_start
-            && !table.push(anon_start + bias, end + bias, prot, None, s.index)
-        {
+        let (start, end) = (piece.start + bias, piece.end + bias);
+        if lazy && !table.push(start, end, prot_bits(piece.prot), offset, piece.segment) {
             return Err(SetupError::TooManyRegions);
         }
     }
