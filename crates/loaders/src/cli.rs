@@ -69,6 +69,16 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
             b"-q" | b"--quiet" => options.quiet = true,
             b"-h" | b"--help" => return Command::Help,
             b"-V" | b"--version" => return Command::Version,
+            // Bundled short flags, as getopt takes them: `-qV`.
+            [b'-', flags @ ..] if flags.len() > 1 && flags.iter().all(|f| b"qhV".contains(f)) => {
+                for flag in flags {
+                    match flag {
+                        b'h' => return Command::Help,
+                        b'V' => return Command::Version,
+                        _ => options.quiet = true,
+                    }
+                }
+            }
             b"--stats" => options.stats = true,
             _ => {
                 // Options with a value: `--name VALUE` or `--name=VALUE`.
@@ -111,6 +121,24 @@ mod tests {
 
     fn run(args: &[&'static CStr]) -> Command<'static> {
         parse(args.iter().copied())
+    }
+
+    #[test]
+    fn bundled_short_flags() {
+        assert_eq!(run(&[c"apager", c"-qV", c"prog"]), Command::Version);
+        assert_eq!(run(&[c"apager", c"-qh"]), Command::Help);
+        assert!(matches!(
+            run(&[c"apager", c"-qq", c"prog"]),
+            Command::Run(Options {
+                quiet: true,
+                program: 2,
+                ..
+            })
+        ));
+        assert_eq!(
+            run(&[c"apager", c"-qx", c"prog"]),
+            Command::Usage(UsageError::UnknownOption(c"-qx"))
+        );
     }
 
     #[test]

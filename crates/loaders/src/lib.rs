@@ -12,10 +12,12 @@ pub mod cli;
 pub mod maplog;
 pub mod out;
 pub mod rt;
+pub mod script;
 pub mod search;
 
 pub use uexec_load;
 
+use core::ffi::CStr;
 use core::fmt::Write;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
@@ -28,6 +30,9 @@ use maplog::MapLog;
 
 /// Exit status for a usage error, as most command-line tools use.
 pub const USAGE_STATUS: i32 = 2;
+/// Exit status when the `--log` file cannot be opened: the loader's own failure, before the program
+/// runs, as `env` and `nice` use 125 (the program's own statuses are its own).
+pub const LOG_FAILED: i32 = 125;
 
 /// The text of `--help`, with `{tool}` the loader's name.
 fn help(tool: &Tool) {
@@ -59,7 +64,7 @@ fn help(tool: &Tool) {
             "      --predict=POLICY pages to map with each fault: none, next, stride, trend,\n\
              \x20                      adaptive (default)\n      \
              --pages=N        pages per fault for the fixed policies, the faulting one included\n\
-             \x20                      (default 2); the initial window for adaptive\n"
+             \x20                      (1 to 65, default 2); the initial window for adaptive\n"
         );
     }
     let _ = write!(
@@ -255,7 +260,10 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         Ok(path) => path,
         Err(errno) => {
             let error = LoadError::Open(errno);
-            if errno == rustix::io::Errno::NOENT && !name.to_bytes().contains(&b'/') {
+            if name.is_empty() {
+                // As bash names it (`'': command not found`), so the message does not lose it.
+                out::error_line(tool, b"''", "command not found");
+            } else if errno == rustix::io::Errno::NOENT && !name.to_bytes().contains(&b'/') {
                 out::error_line(tool, name.to_bytes(), "command not found");
             } else {
                 out::error_line(tool, name.to_bytes(), error);
@@ -265,22 +273,68 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     };
 
     let log_file: Option<OwnedFd> = match options.log {
+        // `--log -`: standard error, as without the option.
+        Some(file) if file.to_bytes() == b"-" => None,
         Some(file) if !options.quiet => {
             let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
             match rustix::fs::open(file, flags, Mode::from_raw_mode(0o644)) {
                 Ok(fd) => Some(fd),
                 Err(errno) => {
                     out::error_line(tool, file.to_bytes(), LoadError::Open(errno));
-                    return Outcome::Exit(1);
+                    return Outcome::Exit(LOG_FAILED);
                 }
             }
         }
         _ => None,
     };
+    // A `#!` script runs its interpreter (see `script`): argv gets the interpreters' names and
+    // arguments in front of the script's path; `--argv0` only applies to an ELF program.
+    static LINES: ScriptLines = ScriptLines(core::cell::UnsafeCell::new(
+        [const { script::Line::empty() }; script::MAX_DEPTH],
+    ));
+    // SAFETY: `run` runs once, single-threaded, and is LINES' only user.
+    let lines = unsafe { &mut *LINES.0.get() };
+    let depth = match script::follow(path, lines) {
+        Ok(depth) => depth,
+        Err((error, _)) => {
+            let message = match error {
+                script::ScriptError::NoInterpreter => "bad #! line: no interpreter named",
+                script::ScriptError::TooDeep => "too many levels of #! interpreters (at most 5)",
+            };
+            out::error_line(tool, name.to_bytes(), message);
+            return Outcome::Exit(126);
+        }
+    };
+    let mut front: [&CStr; 2 * script::MAX_DEPTH + 1] = [c""; 2 * script::MAX_DEPTH + 1];
+    let mut count = 0;
+    let mut push = |arg: &'static CStr| {
+        if let Some(slot) = front.get_mut(count) {
+            *slot = arg;
+            count += 1;
+        }
+    };
+    let program_path = match lines.get(..depth) {
+        Some(used) if depth > 0 => {
+            for line in used.iter().rev() {
+                push(line.name());
+                if let Some(arg) = line.arg() {
+                    push(arg);
+                }
+            }
+            push(path);
+            used.last().map_or(path, script::Line::name)
+        }
+        _ => {
+            push(options.argv0.unwrap_or(name));
+            path
+        }
+    };
     let request = Request {
-        path,
+        path: program_path,
         execfn: path,
-        argv: core::iter::once(options.argv0.unwrap_or(name))
+        argv: front
+            .into_iter()
+            .take(count)
             .chain(startup.args().skip(options.program + 1)),
         envp: startup.env(),
         startup,
@@ -311,16 +365,40 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     match result {
         Ok(ready) => Outcome::Start(Started {
             ready,
-            program: path,
+            program: program_path,
             stats: options.stats,
             predict,
             checkpoint,
             log_fd,
         }),
+        Err(LoadError::Open(errno)) if depth > 0 => {
+            // As bash reports it: the interpreter is named; 127 if it does not exist.
+            out::error_line(tool, name.to_bytes(), BadInterpreter(program_path, errno));
+            Outcome::Exit(LoadError::Open(errno).exit_status())
+        }
         Err(error) => {
             out::error_line(tool, name.to_bytes(), error);
             Outcome::Exit(error.exit_status())
         }
+    }
+}
+
+/// The `#!` lines of PROG and of the interpreters it leads to.
+struct ScriptLines(core::cell::UnsafeCell<[script::Line; script::MAX_DEPTH]>);
+// SAFETY: used only by `run`, once, before any other thread exists.
+unsafe impl Sync for ScriptLines {}
+
+/// `bad interpreter PATH: ERROR`.
+struct BadInterpreter<'a>(&'a CStr, rustix::io::Errno);
+
+impl core::fmt::Display for BadInterpreter<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "bad interpreter {}: {}",
+            out::Lossy(self.0.to_bytes()),
+            LoadError::Open(self.1)
+        )
     }
 }
 
