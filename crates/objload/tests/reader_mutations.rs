@@ -1,5 +1,6 @@
-//! A deterministic stand-in for the fuzz target (`fuzz-objload/`), run with the tests: thousands of
-//! mutations of real objects and archives through the reader must each give a value or an error.
+//! A deterministic stand-in for the fuzz target (`fuzz/fuzz_targets/objload_inspect.rs`), run with
+//! the tests: thousands of mutations of real objects and archives through the reader must each give
+//! a value or an error.
 
 mod common;
 
