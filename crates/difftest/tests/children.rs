@@ -74,3 +74,45 @@ fn the_program_sees_only_its_own_descriptors() {
         }
     }
 }
+
+/// A pipeline's programs each print their own statistics line, saying whose it is
+/// (`dpager[PID NAME]: stats ...`), into the one `--log` file, none written over another's.
+#[test]
+fn a_pipelines_stats_lines_say_whose_they_are() {
+    let dir = scratch_dir("children-whose");
+    for loader in ["dpager", "hpager"] {
+        let log = dir.join(format!("{loader}.log"));
+        let out = run_under_as(
+            As::Invoker,
+            require_loader(loader),
+            &["--stats", "--log", log.to_str().unwrap()],
+            "/bin/sh",
+            &["-c", "/bin/echo a | /bin/cat"],
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let stats: Vec<(String, String)> = text
+            .lines()
+            .filter(|l| l.contains(": stats faults="))
+            .map(|l| {
+                let whose = l.split("]:").next().unwrap();
+                let (pid, name) = whose.split_once('[').unwrap().1.split_once(' ').unwrap();
+                (pid.to_owned(), name.to_owned())
+            })
+            .collect();
+        let mut names: Vec<&str> = stats.iter().map(|(_, n)| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["cat", "echo", "sh"], "{loader}: {text}");
+        let mut pids: Vec<&str> = stats.iter().map(|(p, _)| p.as_str()).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), 3, "{loader}: three processes: {stats:?}");
+        // Every line is whole: no process wrote over another's lines.
+        let prefix = format!("{loader}[");
+        assert!(
+            text.lines().all(|l| l.starts_with(&prefix)),
+            "{loader}: {text}"
+        );
+        assert_eq!(programs_in(&text), 3, "{loader}: {text}");
+    }
+}

@@ -76,6 +76,12 @@ fn help(tool: &Tool) {
            {name}: map|unmap ADDRESS SIZE PROT SOURCE ROLE\n\
          Exit status: PROG's own; 127 if PROG is not found, 126 if it cannot be executed.\n"
     );
+    if tool.pager {
+        let _ = writeln!(
+            out,
+            "A pager's lines begin {name}[PID NAME]: (each program of a process tree has its own)."
+        );
+    }
     out.flush();
 }
 
@@ -94,6 +100,8 @@ pub struct Started {
     pub ready: Ready,
     /// The program's path as it was opened (after the PATH search).
     pub program: &'static core::ffi::CStr,
+    /// The path PROG was found at (a script's, for a `#!` script): what names the process.
+    pub execfn: &'static core::ffi::CStr,
     /// `--stats`.
     pub stats: bool,
     /// `--predict` and `--pages`, for hpager (adaptive and 2 by default).
@@ -288,7 +296,9 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
             let how = if append {
                 OFlags::APPEND
             } else {
-                OFlags::TRUNC
+                // O_APPEND too: the programs a pager executes append to the same file, and the
+                // pager's own later lines must land after theirs, not over them.
+                OFlags::TRUNC | OFlags::APPEND
             };
             let flags = OFlags::WRONLY | OFlags::CREATE | how | OFlags::CLOEXEC;
             match rustix::fs::open(file, flags, Mode::from_raw_mode(0o644)) {
@@ -365,6 +375,9 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
             .as_ref()
             .map_or(unsafe { rustix::stdio::stderr() }, |f| f.as_fd());
         let mut log = MapLog::new(tool, fd);
+        if keeps_log {
+            log = log.with_whose(path.to_bytes());
+        }
         let result = uexec_load::load(request, &mut log);
         log.flush();
         result
@@ -386,6 +399,7 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         Ok(ready) => Outcome::Start(Started {
             ready,
             program: program_path,
+            execfn: path,
             stats: options.stats,
             predict,
             checkpoint,
@@ -518,6 +532,7 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
         lazy_anon: tool.laziness.anon,
         stats: started.stats,
         predict: started.predict,
+        program: started.execfn.to_bytes(),
     };
     // dpager starts with the entry point's page mapped; hpager has all file pages mapped already.
     let first_page = tool.laziness.file.then_some(ready.program.entry);

@@ -20,6 +20,9 @@ use crate::out::FdWriter;
 /// Writes one line per mapping to its descriptor.
 pub struct MapLog<'fd> {
     tool: &'static str,
+    /// For a pager: the pid and program name each line carries (`dpager[PID NAME]:`), since its
+    /// program's children are paged too and log to the same place.
+    whose: Option<(u32, &'fd [u8])>,
     out: FdWriter<'fd, 512>,
 }
 
@@ -27,8 +30,20 @@ impl<'fd> MapLog<'fd> {
     pub const fn new(tool: &'static str, fd: rustix::fd::BorrowedFd<'fd>) -> Self {
         Self {
             tool,
+            whose: None,
             out: FdWriter::new(fd),
         }
+    }
+
+    /// Lines say `TOOL[PID NAME]:` (NAME: the program's last path component, up to 15 bytes).
+    pub fn with_whose(mut self, program: &'fd [u8]) -> Self {
+        let base = program.rsplit(|&b| b == b'/').next().unwrap_or(program);
+        let pid = rustix::process::getpid()
+            .as_raw_nonzero()
+            .get()
+            .unsigned_abs();
+        self.whose = Some((pid, base.get(..base.len().min(15)).unwrap_or(base)));
+        self
     }
 
     pub fn flush(&mut self) {
@@ -43,10 +58,15 @@ impl Observer for MapLog<'_> {
         } else {
             "map"
         };
+        let _ = match self.whose {
+            Some((pid, name)) => {
+                write!(self.out, "{}[{pid} {}]", self.tool, crate::out::Lossy(name))
+            }
+            None => write!(self.out, "{}", self.tool),
+        };
         let _ = write!(
             self.out,
-            "{}: {op} {:#014x} {:#x} {} ",
-            self.tool,
+            ": {op} {:#014x} {:#x} {} ",
             e.addr,
             e.len,
             e.prot.as_str()
@@ -67,5 +87,8 @@ impl Observer for MapLog<'_> {
             Role::Hole => writeln!(self.out, "hole"),
             Role::Stack => writeln!(self.out, "stack"),
         };
+        // One write per line: the log may be shared with the pagers of the program's children
+        // (O_APPEND), and a line split across two writes could be cut by theirs.
+        self.out.flush();
     }
 }

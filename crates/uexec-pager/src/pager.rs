@@ -90,6 +90,34 @@ pub struct Config {
     pub stats: bool,
     /// hpager: the prediction policy and N, the pages mapped per fault.
     pub predict: Option<(Policy, u32)>,
+    /// The program's name (its path's last component, as `comm`), for log lines.
+    pub program: &'static [u8],
+}
+
+/// The program's name in log lines, up to 15 bytes as `comm`.
+struct Name(UnsafeCell<[u8; 16]>);
+// SAFETY: written only by `install`, before any handler or thread exists; read-only afterwards.
+unsafe impl Sync for Name {}
+static PROGRAM_NAME: Name = Name(UnsafeCell::new([0; 16]));
+
+/// Starts a log line with whose it is: `TOOL[PID NAME]`, so that the lines of a process tree (a
+/// pipeline's programs, each paged) can be told apart. The pid is read at each line: a forked child
+/// logs its own.
+pub fn push_whose<const N: usize>(line: &mut Line<N>, tool: &str) {
+    // SAFETY: see `Name`.
+    let name = unsafe { &*PROGRAM_NAME.0.get() };
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    line.push(tool.as_bytes())
+        .push(b"[")
+        .dec(u64::from(
+            rustix::process::getpid()
+                .as_raw_nonzero()
+                .get()
+                .unsigned_abs(),
+        ))
+        .push(b" ")
+        .push(name.get(..len).unwrap_or(&[]))
+        .push(b"]");
 }
 
 /// The predictor and the pages it predicted last, guarded by a spin flag (faults in several threads
@@ -225,6 +253,17 @@ pub unsafe fn install(
         }
     }
 
+    let base = config
+        .program
+        .rsplit(|&b| b == b'/')
+        .next()
+        .unwrap_or(config.program);
+    // SAFETY: single-threaded set-up (see `Name`).
+    let name = unsafe { &mut *PROGRAM_NAME.0.get() };
+    let n = base.len().min(15);
+    if let (Some(dest), Some(src)) = (name.get_mut(..n), base.get(..n)) {
+        dest.copy_from_slice(src);
+    }
     let state = State {
         table,
         tool: config.tool,
@@ -745,9 +784,9 @@ fn note_run(state: &State, region: &Region, start: u64, end: u64) {
 /// on stderr, prints the statistics if asked, and ends the process with [`EXIT_PAGER_FAILED`] — not
 /// with the SIGSEGV the program would be blamed for.
 fn cannot_go_on(state: &State, page: u64, errno: i32) -> ! {
-    let mut line = Line::<160>::new();
-    line.push(state.tool.as_bytes())
-        .push(b": cannot map page ")
+    let mut line = Line::<200>::new();
+    push_whose(&mut line, state.tool);
+    line.push(b": cannot map page ")
         .hex(page, 0)
         .push(b" of the program: mprotect failed (error ")
         .dec(errno.unsigned_abs().into())
@@ -1086,9 +1125,9 @@ fn log(state: &State, region: &Region, page: u64, count: u64, why: &[u8]) {
     if fd < 0 {
         return;
     }
-    let mut line = Line::<160>::new();
-    line.push(state.tool.as_bytes())
-        .push(b": map ")
+    let mut line = Line::<200>::new();
+    push_whose(&mut line, state.tool);
+    line.push(b": map ")
         .hex(page, 12)
         .push(b" ")
         .hex(count * PAGE_SIZE, 0);
@@ -1277,7 +1316,8 @@ pub fn print_stats() {
     let s = &state.stats;
     let (peak_vm, peak_rss) = peak_memory_kib();
     let mut line = Line::<400>::new();
-    line.push(state.tool.as_bytes()).push(b": stats");
+    push_whose(&mut line, state.tool);
+    line.push(b": stats");
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     for (key, value) in [
         (&b"faults"[..], load(&s.faults)),
