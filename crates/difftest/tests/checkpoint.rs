@@ -88,6 +88,37 @@ fn checkpoint_and_kill(mut cmd: std::process::Command, image: &Path, what: &str)
     lines
 }
 
+/// Starts `cmd`, sends the checkpoint signal after the step line, and lets the program run to its
+/// end: what it printed after that line, its stderr, its status.
+fn signal_and_finish(mut cmd: Command) -> (String, String, std::process::ExitStatus) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with(CKPT_AFTER) {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "ended before {CKPT_AFTER:?}"
+        );
+    }
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { kill(child.id() as i32, SIGUSR2) }, 0);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (rest, err, child.wait().unwrap())
+}
+
 /// Restarts `image` with urestart (as `who`) to the end; returns its stdout, stderr and status.
 fn restart(who: As, image: &Path) -> std::process::Output {
     let urestart = require_loader("urestart");
@@ -379,25 +410,7 @@ fn a_file_size_limit_fails_the_checkpoint_not_the_program() {
         .args([STEPS, s.file.to_str().unwrap(), SLEEP_MS])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with(CKPT_AFTER) {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0);
-    }
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { kill(child.id() as i32, SIGUSR2) }, 0);
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
+    let (rest, err, status) = signal_and_finish(cmd);
     assert!(status.success(), "{status}: {err}");
     assert!(
         rest.lines().last().unwrap_or("").starts_with("done "),
@@ -491,25 +504,7 @@ fn a_multithreaded_program_is_refused_and_runs_on() {
         let s = setup(who, "glibc-static", "threads");
         let mut cmd = counter_under(&s, "apager");
         cmd.arg("thread");
-        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        while !line.starts_with(CKPT_AFTER) {
-            line.clear();
-            assert!(stdout.read_line(&mut line).unwrap() > 0);
-        }
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { kill(child.id() as i32, SIGUSR2) }, 0);
-        let mut rest = String::new();
-        stdout.read_to_string(&mut rest).unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        let status = child.wait().unwrap();
+        let (rest, err, status) = signal_and_finish(cmd);
         assert!(status.success(), "{who}: {status} {err}");
         assert!(
             rest.lines().last().unwrap_or("").starts_with("done "),

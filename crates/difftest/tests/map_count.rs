@@ -158,11 +158,13 @@ fn a_pager_that_cannot_go_on_says_so_and_exits_122() {
             let what = format!("bigbss under `prlimit --data=16MiB {loader} -q --stats` {who}");
             let out = run_under_as(who, PRLIMIT, &options, fx.path, &[] as &[&str]);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let prefix = format!("{loader}: cannot map page 0x");
+            // `dpager[PID NAME]: cannot map page 0x...`: whose line it is, then what failed.
+            let prefix = format!("{loader}[");
             let said = stderr
                 .lines()
                 .filter(|l| {
                     l.starts_with(&prefix)
+                        && l.contains("]: cannot map page 0x")
                         && l.ends_with(" of the program: mprotect failed (error 12)")
                 })
                 .count();
