@@ -25,7 +25,11 @@
 //! # Safety
 //!
 //! The SIGSYS handler has the constraints of the SIGSEGV handler (no TLS, errno, allocator, locks, fmt,
-//! panics). It reads the program's memory only through pages it first made accessible.
+//! panics). The structures it follows and the values it reads or writes back for the program (iovecs,
+//! `msghdr`s, signal sets, `sigaction`/`sigaltstack` structs, argv arrays) go through
+//! `process_vm_readv`/`writev` on its own pid after the lazy pages are granted (see [`peek`]): a garbage
+//! pointer gives `EFAULT`, as natively, not a fault in the handler. (execve's path and argument strings
+//! are still read directly by `crate::exec`, after being granted.)
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
