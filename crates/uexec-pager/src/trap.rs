@@ -1087,7 +1087,7 @@ pub(crate) fn read_word(addr: u64) -> Option<u64> {
 /// Writes `value` into the program's memory at `addr` as the kernel would (`process_vm_writev` on the
 /// own process: a read-only, unmapped or inaccessible page fails instead of faulting, see [`peek`]).
 /// Whether it was all written.
-fn write_bytes<T>(addr: u64, value: &T) -> bool {
+pub(crate) fn write_bytes<T>(addr: u64, value: &T) -> bool {
     let len = core::mem::size_of::<T>() as u64;
     if addr < uexec_elf::PAGE_SIZE {
         return false;
@@ -1106,6 +1106,31 @@ fn write_bytes<T>(addr: u64, value: &T) -> bool {
         ],
     );
     written == len as i64
+}
+
+/// Whether the program's memory at `addr` holds a NUL-terminated string (within `max` bytes, or `max`
+/// readable bytes without one), checked through [`peek`]: execve's path is then read directly.
+pub(crate) fn readable_string(addr: u64, max: usize) -> bool {
+    let mut chunk = [0u64; 8];
+    let mut done = 0;
+    while done < max {
+        // A copy that runs into unreadable memory stops short at the page boundary; the next one,
+        // from there, copies nothing.
+        let got = peek(addr.wrapping_add(done as u64), &mut chunk);
+        if got == 0 {
+            return false;
+        }
+        if chunk
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .take(got)
+            .any(|b| b == 0)
+        {
+            return true;
+        }
+        done += got;
+    }
+    true
 }
 
 /// Reads a `KernelSigaction` from the program's memory (see [`peek`]).
