@@ -41,8 +41,10 @@ demo: all $(DEMO)/hello-static $(DEMO)/hello-static-pie $(DEMO)/hello-dynamic
 	@echo; echo "== apager refusing to load itself"
 	-$(RELEASE)/apager $(RELEASE)/apager
 
-# The loaders are built in release mode first: the differential tests run target/release/apager.
+# The loaders (and the checkpoint preload library) are built in release mode first: the differential
+# tests run target/release/apager and LD_PRELOAD target/release/libuexec_ckpt.so.
 test: loaders
+	$(CARGO) build --release -p uexec-ckpt-preload
 	$(CARGO) test $(LOADERS)
 	$(CARGO) test --workspace
 

@@ -224,6 +224,28 @@ const SPECS: &[Spec] = &[
         role: Role::Alone,
         flags: &[],
     },
+    // Checkpoint and restart (issue 9): run by tests/checkpoint.rs.
+    Spec {
+        name: "ckpt_counter",
+        sources: &["ckpt_counter.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &["-pthread"],
+    },
+    Spec {
+        name: "ckpt_regs",
+        sources: &["ckpt_regs.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &[],
+    },
+    Spec {
+        name: "ckpt_big",
+        sources: &["ckpt_big.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &[],
+    },
     // System calls that reach their buffers through memory (issue 8): run case by case by
     // tests/indirect_calls.rs.
     Spec {

@@ -7,7 +7,7 @@
 
 use uexec_elf::{
     interpreter_path, page_down, page_up, FileHeader, Image, Kind, MAX_INTERP_PATH, MAX_PHDR_TABLE,
-    MAX_SEGMENTS, PAGE_SIZE, PHDR_SIZE, TASK_SIZE,
+    MAX_PHNUM, MAX_SEGMENTS, PAGE_SIZE, PHDR_SIZE, TASK_SIZE,
 };
 
 /// As `file.rs`: how much of the file is read up front.
@@ -66,6 +66,7 @@ pub fn check_file(file: &[u8], size: u64) -> bool {
         }
     };
     let Ok(image) = result else { return false };
+    assert!(!image.segments().is_empty() && image.segments().len() <= MAX_SEGMENTS);
 
     // The same input gives the same answer (nothing depends on uninitialised or global state).
     let mut table = [0u8; MAX_PHDR_TABLE];
@@ -79,6 +80,7 @@ pub fn check_file(file: &[u8], size: u64) -> bool {
     assert_eq!(again.segments(), image.segments());
 
     check_image(&header, table, &image, size);
+    check_plan(&image, size);
 
     // ElfFile::interpreter: read the PT_INTERP range and check it; must not panic either way.
     if let Some(range) = image.interp {
@@ -89,15 +91,16 @@ pub fn check_file(file: &[u8], size: u64) -> bool {
         let got = pread(file, size, range.offset, &mut buf[..len]);
         assert_eq!(got, len, "an accepted PT_INTERP range lies inside the file");
         if let Ok(path) = interpreter_path(&buf[..got], range.segment) {
+            // The path is what precedes the first NUL; the range's last byte is NUL.
             assert!(!path.is_empty() && !path.contains(&0));
-            assert_eq!(path.len() + 1, got);
+            assert!(path.len() < got && buf[path.len()] == 0 && buf[got - 1] == 0);
         }
     }
     true
 }
 
 fn check_header(header: &FileHeader, size: u64) {
-    assert!(header.phnum >= 1 && usize::from(header.phnum) <= MAX_SEGMENTS);
+    assert!(header.phnum >= 1 && usize::from(header.phnum) <= MAX_PHNUM);
     assert_eq!(
         header.phdr_table_len(),
         usize::from(header.phnum) * PHDR_SIZE
@@ -431,4 +434,49 @@ pub fn generate(rng: &mut Rng) -> (Vec<u8>, u64) {
         _ => file.len() as u64,
     };
     (file, size)
+}
+
+/// The load plan of an accepted image: page-aligned pieces inside the span, in order, never
+/// overlapping, each inside its segment's pages; file pieces inside the file's pages; a zeroed tail
+/// only in a writable segment's last file page; lazy pieces a subset that avoids every shared page.
+fn check_plan(image: &Image, size: u64) {
+    let plan = uexec_elf::LoadPlan::of(image);
+    let (low, high) = image.span();
+    let mut last_end = low;
+    for piece in plan.pieces() {
+        assert!(
+            piece.start % PAGE_SIZE == 0 && piece.end % PAGE_SIZE == 0 && piece.start < piece.end
+        );
+        assert!(piece.start >= low && piece.end <= high);
+        // Only a shared page may be covered twice (the last of one segment, the first of the next).
+        assert!(
+            piece.start >= last_end || plan.shared_pages().iter().any(|s| s.page == piece.start),
+            "pieces overlap at {:#x}",
+            piece.start
+        );
+        last_end = last_end.max(piece.end);
+        let segment = image
+            .segments()
+            .iter()
+            .find(|s| s.index == piece.segment)
+            .expect("a piece of a known segment");
+        assert!(piece.start >= page_down(segment.vaddr));
+        assert!(piece.end <= page_up(segment.end()).expect("checked"));
+        if let uexec_elf::plan::Source::File { offset, zero_from } = piece.source {
+            assert_eq!(offset % PAGE_SIZE, 0);
+            assert!(offset <= size, "file piece past the file");
+            if let Some(z) = zero_from {
+                assert!(segment.prot.write && z == segment.file_end() && z < piece.end);
+            }
+        }
+    }
+    for lazy in plan.lazy_pieces() {
+        assert!(plan
+            .pieces()
+            .iter()
+            .any(|p| p.segment == lazy.segment && p.start <= lazy.start && lazy.end <= p.end));
+        for shared in plan.shared_pages() {
+            assert!(shared.page < lazy.start || shared.page >= lazy.end);
+        }
+    }
 }

@@ -392,6 +392,12 @@ fn command_as(who: As, program: &Path) -> Command {
     }
 }
 
+/// A command that runs `program` as `who` with the harness's fixed environment, standard input
+/// empty and standard output and error piped, for tests that drive a child themselves.
+pub fn command_for(who: As, program: &Path) -> Command {
+    command_as(who, program)
+}
+
 /// The path `who` runs for `path` (a copy for uid 65534 when it cannot reach `path`).
 pub fn path_as(who: As, path: &Path) -> PathBuf {
     match who {

@@ -178,3 +178,33 @@ fn a_pager_that_cannot_go_on_says_so_and_exits_122() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// A scan that ends up touching every page of its bss in a scattered order leaves that bss in a few
+/// mappings, as natively: the pieces the grants split off merge again once their neighbours are
+/// accessible (the pager gives the bss its `anon_vma` before splitting it; without that each faulted
+/// piece gets its own, and the random scan below ended with about 2,100 mappings).
+#[test]
+fn a_scattered_scan_leaves_its_bss_in_few_mappings() {
+    let fx = fixture("bss_scan", "glibc-static");
+    let who = identities()[0];
+    let native = run_native_as(who, fx.path, &["random"]);
+    let mut failures = Vec::new();
+    for loader in ["dpager", "hpager"] {
+        let what = format!("bss_scan random under `{loader} -q --stats`");
+        let options = ["-q", "--stats", "--predict=none"];
+        let options = if loader == "dpager" {
+            &options[..2]
+        } else {
+            &options[..]
+        };
+        let loaded = run_under_as(who, require_loader(loader), options, fx.path, &["random"]);
+        if let Err(e) = compare(&what, &native, &loaded) {
+            failures.push(e);
+        }
+        match stat(&loaded, "vmas") {
+            Some(n) if (8..200).contains(&n) => {}
+            vmas => failures.push(format!("{what}: vmas={vmas:?}, expected 8 to 199")),
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

@@ -1,6 +1,6 @@
 //! Bad input given to each loader, from files on disk: a missing file, a directory, a file without
-//! execute permission, a shell script, an empty file, a truncated ELF file, a 32-bit ELF file, a
-//! relocatable object. Each must be refused before anything runs, with exit status 127 (not found)
+//! execute permission, a text file that is not a `#!` script, `#!` scripts with a missing or no
+//! interpreter, an empty file, a truncated ELF file, a 32-bit ELF file, a relocatable object. Each must be refused before anything runs, with exit status 127 (not found)
 //! or 126 (cannot execute), nothing on stdout, and exactly one line on stderr naming the file and the
 //! problem; as the invoker and as uid 65534, who also meets files and directories it may not read,
 //! execute or search, and must get the status a shell would give (126, "Permission denied"). (The ELF rules themselves are unit-tested case by case in crates/uexec-elf.)
@@ -49,10 +49,21 @@ fn cases(who: As) -> Vec<(String, i32, &'static str)> {
             126,
             "Permission denied",
         ),
+        // A text file without `#!` (execve refuses it; a shell would run it with sh).
         (
-            file("script.sh", b"#!/bin/sh\necho hi\n", 0o755),
+            file("no-shebang.sh", b"echo hi\n", 0o755),
             126,
             "not an ELF file",
+        ),
+        (
+            file("bad-interpreter.sh", b"#!/nonexistent/interpreter\n", 0o755),
+            127,
+            "bad interpreter /nonexistent/interpreter: No such file or directory",
+        ),
+        (
+            file("no-interpreter.sh", b"#!  \n", 0o755),
+            126,
+            "no interpreter",
         ),
         (file("empty", b"", 0o755), 126, "not an ELF file"),
         (file("truncated", &real[..40], 0o755), 126, "truncated"),

@@ -35,9 +35,15 @@ pub struct Options<'a> {
     pub pages: Option<&'a CStr>,
     /// `--argv0 NAME`: the program sees NAME as `argv[0]` instead of PROG (as `exec -a` does).
     pub argv0: Option<&'a CStr>,
+    /// `--ckpt-image PATH`: write a checkpoint image to PATH on the checkpoint signal.
+    pub ckpt_image: Option<&'a CStr>,
+    /// `--ckpt-signal SIG` (default SIGUSR2).
+    pub ckpt_signal: Option<&'a CStr>,
     /// Index in argv of PROG.
     pub program: usize,
 }
+
+pub use uexec_capture::signal_by_name as parse_signal;
 
 /// Parses the loader's argv (argv[0] included).
 pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
@@ -63,6 +69,16 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
             b"-q" | b"--quiet" => options.quiet = true,
             b"-h" | b"--help" => return Command::Help,
             b"-V" | b"--version" => return Command::Version,
+            // Bundled short flags, as getopt takes them: `-qV`.
+            [b'-', flags @ ..] if flags.len() > 1 && flags.iter().all(|f| b"qhV".contains(f)) => {
+                for flag in flags {
+                    match flag {
+                        b'h' => return Command::Help,
+                        b'V' => return Command::Version,
+                        _ => options.quiet = true,
+                    }
+                }
+            }
             b"--stats" => options.stats = true,
             _ => {
                 // Options with a value: `--name VALUE` or `--name=VALUE`.
@@ -78,6 +94,8 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
                     b"--predict" => &mut options.predict,
                     b"--pages" => &mut options.pages,
                     b"--argv0" => &mut options.argv0,
+                    b"--ckpt-image" => &mut options.ckpt_image,
+                    b"--ckpt-signal" => &mut options.ckpt_signal,
                     _ => return Command::Usage(UsageError::UnknownOption(arg)),
                 };
                 *slot = match inline {
@@ -103,6 +121,24 @@ mod tests {
 
     fn run(args: &[&'static CStr]) -> Command<'static> {
         parse(args.iter().copied())
+    }
+
+    #[test]
+    fn bundled_short_flags() {
+        assert_eq!(run(&[c"apager", c"-qV", c"prog"]), Command::Version);
+        assert_eq!(run(&[c"apager", c"-qh"]), Command::Help);
+        assert!(matches!(
+            run(&[c"apager", c"-qq", c"prog"]),
+            Command::Run(Options {
+                quiet: true,
+                program: 2,
+                ..
+            })
+        ));
+        assert_eq!(
+            run(&[c"apager", c"-qx", c"prog"]),
+            Command::Usage(UsageError::UnknownOption(c"-qx"))
+        );
     }
 
     #[test]

@@ -7,14 +7,17 @@
 //! costs a handful of system calls.
 #![cfg_attr(not(test), no_std)]
 
+pub mod checkpoint;
 pub mod cli;
 pub mod maplog;
 pub mod out;
 pub mod rt;
+pub mod script;
 pub mod search;
 
 pub use uexec_load;
 
+use core::ffi::CStr;
 use core::fmt::Write;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
@@ -27,6 +30,9 @@ use maplog::MapLog;
 
 /// Exit status for a usage error, as most command-line tools use.
 pub const USAGE_STATUS: i32 = 2;
+/// Exit status when the `--log` file cannot be opened: the loader's own failure, before the program
+/// runs, as `env` and `nice` use 125 (the program's own statuses are its own).
+pub const LOG_FAILED: i32 = 125;
 
 /// The text of `--help`, with `{tool}` the loader's name.
 fn help(tool: &Tool) {
@@ -41,7 +47,10 @@ fn help(tool: &Tool) {
          Options:\n  \
            -q, --quiet          do not log mappings\n      \
                --log FILE       write the mapping log to FILE instead of standard error\n      \
-               --argv0 NAME     give the program NAME as argv[0] (PROG is still what is run)\n"
+               --argv0 NAME     give the program NAME as argv[0] (PROG is still what is run)\n      \
+               --ckpt-image PATH  on the checkpoint signal, write an image of the program to PATH\n\
+         \x20                      (restart it with urestart PATH); the program goes on\n      \
+               --ckpt-signal SIG  the checkpoint signal (default USR2; a name or number)\n"
     );
     if tool.pager {
         let _ = writeln!(
@@ -55,7 +64,7 @@ fn help(tool: &Tool) {
             "      --predict=POLICY pages to map with each fault: none, next, stride, trend,\n\
              \x20                      adaptive (default)\n      \
              --pages=N        pages per fault for the fixed policies, the faulting one included\n\
-             \x20                      (default 2); the initial window for adaptive\n"
+             \x20                      (1 to 65, default 2); the initial window for adaptive\n"
         );
     }
     let _ = write!(
@@ -88,6 +97,8 @@ pub struct Started {
     pub stats: bool,
     /// `--predict` and `--pages`, for hpager (adaptive and 2 by default).
     pub predict: Option<(Policy, u32)>,
+    /// `--ckpt-image` and `--ckpt-signal`.
+    pub checkpoint: Option<checkpoint::Request>,
     /// For pagers: a descriptor of the log (stderr or `--log FILE`) moved out of the program's way, or
     /// `None` with `--quiet`. Always `None` for apager, which has closed everything.
     pub log_fd: Option<i32>,
@@ -209,6 +220,34 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     } else {
         None
     };
+    let checkpoint = match (options.ckpt_image, options.ckpt_signal) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            out::error_line(tool, b"--ckpt-signal", "needs --ckpt-image");
+            return Outcome::Exit(USAGE_STATUS);
+        }
+        (Some(image), signal) => {
+            let signal = match signal {
+                None => Some(checkpoint::DEFAULT_SIGNAL),
+                Some(s) => cli::parse_signal(s.to_bytes()),
+            };
+            match signal {
+                Some(signal) if !image.is_empty() => Some(checkpoint::Request { image, signal }),
+                Some(_) => {
+                    out::error_line(tool, b"--ckpt-image", "expects a file name");
+                    return Outcome::Exit(USAGE_STATUS);
+                }
+                None => {
+                    out::error_line(
+                        tool,
+                        b"--ckpt-signal",
+                        "expects a signal that can carry a checkpoint (USR2, USR1, RTMIN+N, a number...)",
+                    );
+                    return Outcome::Exit(USAGE_STATUS);
+                }
+            }
+        }
+    };
     let mut args = startup.args().skip(options.program);
     let Some(name) = args.next() else {
         return Outcome::Exit(USAGE_STATUS);
@@ -221,7 +260,10 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         Ok(path) => path,
         Err(errno) => {
             let error = LoadError::Open(errno);
-            if errno == rustix::io::Errno::NOENT && !name.to_bytes().contains(&b'/') {
+            if name.is_empty() {
+                // As bash names it (`'': command not found`), so the message does not lose it.
+                out::error_line(tool, b"''", "command not found");
+            } else if errno == rustix::io::Errno::NOENT && !name.to_bytes().contains(&b'/') {
                 out::error_line(tool, name.to_bytes(), "command not found");
             } else {
                 out::error_line(tool, name.to_bytes(), error);
@@ -231,28 +273,75 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     };
 
     let log_file: Option<OwnedFd> = match options.log {
+        // `--log -`: standard error, as without the option.
+        Some(file) if file.to_bytes() == b"-" => None,
         Some(file) if !options.quiet => {
             let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
             match rustix::fs::open(file, flags, Mode::from_raw_mode(0o644)) {
                 Ok(fd) => Some(fd),
                 Err(errno) => {
                     out::error_line(tool, file.to_bytes(), LoadError::Open(errno));
-                    return Outcome::Exit(1);
+                    return Outcome::Exit(LOG_FAILED);
                 }
             }
         }
         _ => None,
     };
+    // A `#!` script runs its interpreter (see `script`): argv gets the interpreters' names and
+    // arguments in front of the script's path; `--argv0` only applies to an ELF program.
+    static LINES: ScriptLines = ScriptLines(core::cell::UnsafeCell::new(
+        [const { script::Line::empty() }; script::MAX_DEPTH],
+    ));
+    // SAFETY: `run` runs once, single-threaded, and is LINES' only user.
+    let lines = unsafe { &mut *LINES.0.get() };
+    let depth = match script::follow(path, lines) {
+        Ok(depth) => depth,
+        Err((error, _)) => {
+            let message = match error {
+                script::ScriptError::NoInterpreter => "bad #! line: no interpreter named",
+                script::ScriptError::TooDeep => "too many levels of #! interpreters (at most 5)",
+            };
+            out::error_line(tool, name.to_bytes(), message);
+            return Outcome::Exit(126);
+        }
+    };
+    let mut front: [&CStr; 2 * script::MAX_DEPTH + 1] = [c""; 2 * script::MAX_DEPTH + 1];
+    let mut count = 0;
+    let mut push = |arg: &'static CStr| {
+        if let Some(slot) = front.get_mut(count) {
+            *slot = arg;
+            count += 1;
+        }
+    };
+    let program_path = match lines.get(..depth) {
+        Some(used) if depth > 0 => {
+            for line in used.iter().rev() {
+                push(line.name());
+                if let Some(arg) = line.arg() {
+                    push(arg);
+                }
+            }
+            push(path);
+            used.last().map_or(path, script::Line::name)
+        }
+        _ => {
+            push(options.argv0.unwrap_or(name));
+            path
+        }
+    };
     let request = Request {
-        path,
+        path: program_path,
         execfn: path,
-        argv: core::iter::once(options.argv0.unwrap_or(name))
+        argv: front
+            .into_iter()
+            .take(count)
             .chain(startup.args().skip(options.program + 1)),
         envp: startup.env(),
         startup,
         randomize: rt::kernel_randomizes(),
         laziness,
-        loader_stays: keeps_log,
+        // The checkpoint handler is the loader's code: it stays.
+        loader_stays: keeps_log || checkpoint.is_some(),
     };
     let result = if options.quiet {
         uexec_load::load(request, &mut Quiet)
@@ -276,15 +365,40 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
     match result {
         Ok(ready) => Outcome::Start(Started {
             ready,
-            program: path,
+            program: program_path,
             stats: options.stats,
             predict,
+            checkpoint,
             log_fd,
         }),
+        Err(LoadError::Open(errno)) if depth > 0 => {
+            // As bash reports it: the interpreter is named; 127 if it does not exist.
+            out::error_line(tool, name.to_bytes(), BadInterpreter(program_path, errno));
+            Outcome::Exit(LoadError::Open(errno).exit_status())
+        }
         Err(error) => {
             out::error_line(tool, name.to_bytes(), error);
             Outcome::Exit(error.exit_status())
         }
+    }
+}
+
+/// The `#!` lines of PROG and of the interpreters it leads to.
+struct ScriptLines(core::cell::UnsafeCell<[script::Line; script::MAX_DEPTH]>);
+// SAFETY: used only by `run`, once, before any other thread exists.
+unsafe impl Sync for ScriptLines {}
+
+/// `bad interpreter PATH: ERROR`.
+struct BadInterpreter<'a>(&'a CStr, rustix::io::Errno);
+
+impl core::fmt::Display for BadInterpreter<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "bad interpreter {}: {}",
+            out::Lossy(self.0.to_bytes()),
+            LoadError::Open(self.1)
+        )
     }
 }
 
@@ -352,11 +466,30 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
     let Some(image) = &ready.image else {
         return 126;
     };
+    if let Some(request) = &started.checkpoint {
+        uexec_pager::trap::hold_during_traps(request.signal);
+    }
     // SAFETY: called once, single-threaded, with the image just mapped lazily at this bias.
     let installed = unsafe { uexec_pager::install(image, ready.program.bias, &config, first_page) };
     if let Err(e) = installed {
         out::error_line(tool.name, b"", PagerError(e));
         return 126;
+    }
+    if let Some(request) = &started.checkpoint {
+        // The pager's own memory: its kernel-given stack (holding argv), its page-state arena and the
+        // main thread's pager stack (the alternate stack installed now).
+        let host = [
+            startup.args().next().map_or(0, |a| a.as_ptr() as u64),
+            uexec_pager::pager::table().map_or(0, |t| t.states().as_ptr() as u64),
+            checkpoint::current_altstack(),
+        ];
+        let fds = [started.log_fd.unwrap_or(-1), self_fd.unwrap_or(-1)];
+        let hooks = Some(&checkpoint::PAGER_HOOKS);
+        // SAFETY: single-threaded, just before the jump; the pager's code stays.
+        let installed = unsafe { checkpoint::install(tool.name, request, &host, &fds, hooks) };
+        if let Err(status) = installed {
+            return status;
+        }
     }
     // SAFETY: the process is fully built and the pager installed.
     unsafe { uexec_load::handover::jump(ready.entry, ready.stack.sp) }

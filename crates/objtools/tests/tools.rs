@@ -312,3 +312,64 @@ fn objsh_semdump_shows_a_set_with_its_values_and_waiters() {
         "{out}"
     );
 }
+
+#[test]
+fn objsh_splits_words_as_a_shell_and_has_help_and_exit_n() {
+    let dir = out_dir().join("commands-quoting");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    gcc(&["-c", "-O1"], &["hello.c"], "commands-quoting/greet.o");
+    let o = objsh(
+        &["--commands", &dir.display().to_string()],
+        "greet \"big  world\"\ngreet 'it''s'\ngreet a\\ b\nhelp\nexit 7\ngreet never\n",
+    );
+    let out = text(&o.stdout);
+    assert!(
+        out.starts_with("hello, big  world\nhello, its\nhello, a b\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("exit [N]") && out.contains("call NAME"),
+        "help: {out}"
+    );
+    assert!(!out.contains("never"), "{out}");
+    assert_eq!(o.status.code(), Some(7));
+    let o = objsh(&[], "greet \"open\n");
+    assert_eq!(text(&o.stderr), "objsh: unterminated \"\n");
+}
+
+#[test]
+fn objsh_scripts_fail_when_a_command_failed() {
+    let o = objsh(&[], "libs\n");
+    assert_eq!(o.status.code(), Some(0));
+    let o = objsh(&[], "nope\nlibs\n");
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let o = objsh(&["--commands", "/nonexistent-dir"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr),
+        "objsh: --commands /nonexistent-dir: not a directory\n"
+    );
+}
+
+#[test]
+fn objrun_options_end_at_the_program() {
+    let prog = gcc(&["-c", "-O1"], &["hello.c"], "hello_opts.o");
+    let prog = prog.display().to_string();
+    // `--lib x` after PROG.o is the program's argv, as for the loaders.
+    let o = run(Command::new(OBJRUN).args([&prog, "--lib", "x"]));
+    assert_eq!(text(&o.stdout), "hello, --lib\n", "{}", text(&o.stderr));
+    let o = run(Command::new(OBJRUN).args(["--", &prog, "--"]));
+    assert_eq!(text(&o.stdout), "hello, --\n", "{}", text(&o.stderr));
+    let o = run(Command::new(OBJRUN).arg("-V"));
+    assert!(
+        text(&o.stdout).starts_with("objrun "),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = run(Command::new(OBJSH).arg("--help"));
+    assert!(
+        text(&o.stdout).contains("Usage: objsh"),
+        "{}",
+        text(&o.stdout)
+    );
+}

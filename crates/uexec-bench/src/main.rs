@@ -8,9 +8,14 @@
 //! configuration's output and exit status are checked against native: a loader that runs a
 //! workload wrongly is reported, not timed.
 //!
+//! In every round of a scan workload the tool also samples the floors of a demand fault
+//! (`floors`: signal delivery, `mprotect`, first-touch faults) in its own process, so that each
+//! pager's cost per fault can be given as a multiple of delivery + mprotect measured alongside.
+//!
 //! The results go to the terminal (a table with the ratio loader/native of the median wall
 //! time) and to `--out` (CSV and PNG plots). See docs/benchmarks.md.
 
+mod floors;
 mod plot;
 mod report;
 mod run;
@@ -48,14 +53,19 @@ struct Args {
     /// Only the workloads whose name contains one of these (comma-separated), e.g. `hello,scan-seq`.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
-    /// An extra loader to time as `PATH -q PROG`, labelled LABEL (repeatable): to compare two
-    /// builds of a loader in the same run, e.g. `--extra apager-old=/tmp/old/apager`.
+    /// An extra loader to time as `PATH -q --stats PROG` (without `--stats` if it refuses it),
+    /// labelled LABEL (repeatable): to compare two builds of a loader in the same run, e.g.
+    /// `--extra apager-old=/tmp/old/apager`.
     #[arg(long, value_name = "LABEL=PATH")]
     extra: Vec<String>,
     /// Only the configurations whose label starts with one of these (comma-separated), e.g.
     /// `native,apager`; native is always kept, as the reference.
     #[arg(long, value_delimiter = ',', value_name = "LABELS")]
     configs: Vec<String>,
+    /// The cost per fault against its floors, quickly: the sequential and random scans (also with
+    /// `rmw`), native and dpager (and any --extra) only, unless --only / --configs say otherwise.
+    #[arg(long)]
+    floors: bool,
 }
 
 fn workspace_dir() -> PathBuf {
@@ -103,29 +113,51 @@ fn bench(args: &Args) -> Result<(), String> {
         if !Path::new(path).is_file() {
             return Err(format!("--extra {extra}: {path} is not a file"));
         }
+        // With --stats, for a pager's fault count; a loader that refuses it runs without.
         configs.push(Config {
             label: label.to_owned(),
             loader: Some(PathBuf::from(path)),
-            loader_args: vec!["-q".into()],
-            stats: false,
+            loader_args: vec!["-q".into(), "--stats".into()],
+            stats: true,
         });
     }
     for note in &notes {
         println!("note: {note}");
     }
-    if !args.only.is_empty() {
-        workloads.retain(|w| args.only.iter().any(|o| w.name.contains(o.as_str())));
+    let (mut only, mut keep) = (args.only.clone(), args.configs.clone());
+    if args.floors {
+        if only.is_empty() {
+            only = ["scan-seq", "scan-random", "scan-seq-rmw", "scan-random-rmw"]
+                .map(String::from)
+                .to_vec();
+        }
+        if keep.is_empty() {
+            keep = std::iter::once("dpager".to_owned())
+                .chain(
+                    args.extra
+                        .iter()
+                        .filter_map(|e| Some(e.split_once('=')?.0.to_owned())),
+                )
+                .collect();
+        }
     }
-    if !args.configs.is_empty() {
-        configs.retain(|c| {
-            c.loader.is_none() || args.configs.iter().any(|p| c.label.starts_with(p.as_str()))
-        });
+    if only.is_empty() {
+        workloads.retain(|w| !w.on_request);
+    } else if args.floors && args.only.is_empty() {
+        workloads.retain(|w| only.contains(&w.name));
+    } else {
+        workloads.retain(|w| only.iter().any(|o| w.name.contains(o.as_str())));
+    }
+    if !keep.is_empty() {
+        configs
+            .retain(|c| c.loader.is_none() || keep.iter().any(|p| c.label.starts_with(p.as_str())));
     }
     if workloads.is_empty() {
         return Err("no workload left to run".into());
     }
 
     let stderr_file = out.join("last-stderr.txt");
+    let mut meter = floors::Meter::new(&out)?;
     let mut rows = Vec::new();
     let mut samples_csv = report::SamplesCsv::create(&out.join("samples.csv"))?;
     for workload in &workloads {
@@ -148,7 +180,16 @@ fn bench(args: &Args) -> Result<(), String> {
             }
         }
         for i in 0..runs {
-            for (config, into) in valid.iter().zip(&mut samples) {
+            if workload.name.starts_with("scan") {
+                meter.sample()?;
+            }
+            // Each round starts with the next configuration, so that none always runs right
+            // after the floors (which map and free memory) or right after a given other one.
+            for k in 0..valid.len() {
+                let c = (i + k) % valid.len();
+                let (Some(config), Some(into)) = (valid.get(c), samples.get_mut(c)) else {
+                    continue;
+                };
                 let sample = run::measure(config, &workload.program, &workload.args, &stderr_file)
                     .map_err(|e| {
                         format!("running {} under {}: {e}", workload.name, config.label)
@@ -182,12 +223,23 @@ fn bench(args: &Args) -> Result<(), String> {
     };
     rows.sort_by_key(|r| (workload_order(&r.workload), order(&r.config)));
 
+    if meter.samples.is_empty() {
+        for _ in 0..5 {
+            meter.sample()?;
+        }
+    }
+    let floors = floors::Floors::of(&meter.samples).ok_or("no floor samples")?;
+    report::add_floor_multiples(&mut rows, &floors);
+
     print!("{}", report::table(&rows));
+    print!("{}", report::floors(&floors, &rows));
     report::write_summary_csv(&out.join("summary.csv"), &rows)?;
+    report::write_floors_csv(&out.join("floors.csv"), &meter.samples)?;
     println!(
-        "\nwrote {} and {}",
+        "\nwrote {}, {} and {}",
         out.join("summary.csv").display(),
-        out.join("samples.csv").display()
+        out.join("samples.csv").display(),
+        out.join("floors.csv").display()
     );
     match plot::plots(&out, &rows) {
         Ok(files) => {

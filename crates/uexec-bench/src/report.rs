@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use crate::floors::Floors;
 use crate::run::Sample;
 use crate::stats::{self, Spread};
 
@@ -30,6 +31,8 @@ pub struct Row {
     pub stats: BTreeMap<String, f64>,
     /// (median wall time - native's) / faults the pager handled, in microseconds.
     pub us_per_fault: Option<f64>,
+    /// `us_per_fault` over the floor of a fault (delivery + mprotect) measured in the same run.
+    pub floor_multiple: Option<f64>,
     /// Why the configuration was not timed.
     pub error: Option<String>,
 }
@@ -50,6 +53,7 @@ impl Row {
             major_faults: stats::median(&collect(|s| s.major_faults as f64)),
             stats: stats::median_stats(&stats_runs),
             us_per_fault: None,
+            floor_multiple: None,
             error: None,
         }
     }
@@ -67,6 +71,7 @@ impl Row {
             major_faults: None,
             stats: BTreeMap::new(),
             us_per_fault: None,
+            floor_multiple: None,
             error: Some(why.to_owned()),
         }
     }
@@ -104,6 +109,82 @@ pub fn add_ratios(rows: &mut [Row]) {
             .filter(|&f| f > 0.0)
             .map(|f| (wall.median - native.median) * 1e3 / f);
     }
+}
+
+/// Fills in each row's cost per fault as a multiple of the floor of a fault.
+pub fn add_floor_multiples(rows: &mut [Row], floors: &Floors) {
+    for row in rows {
+        row.floor_multiple = row.us_per_fault.map(|us| us / floors.fault());
+    }
+}
+
+/// The floors, and every pager's cost per fault against delivery + mprotect.
+pub fn floors(f: &Floors, rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nfloors (us, medians of {} samples of {} operations, this process, this run):",
+        f.samples,
+        crate::floors::BATCH
+    );
+    let _ = writeln!(
+        s,
+        "  delivery {:.3}  mprotect {:.3}  (delivery + mprotect {:.3})  mprotect split {:.3}  populate {:.3}  minimal pager {:.3}  anon touch {:.3}  file touch {:.3}",
+        f.delivery,
+        f.mprotect,
+        f.fault(),
+        f.mprotect_split,
+        f.populate,
+        f.minimal_pager,
+        f.anon_touch,
+        f.file_touch
+    );
+    let _ = writeln!(
+        s,
+        "{:<15} {:<18} {:>10} {:>10} {:>12} {:>14} {:>12}",
+        "workload", "config", "faults", "us/fault", "x floor", "x split floor", "x minimal"
+    );
+    for r in rows {
+        let (Some(us), Some(x)) = (r.us_per_fault, r.floor_multiple) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "{:<15} {:<18} {:>10} {:>10.3} {:>12.2} {:>14.2} {:>12.2}",
+            r.workload,
+            r.config,
+            opt(r.pager_faults(), 0),
+            us,
+            x,
+            us / (f.delivery + f.mprotect_split),
+            us / f.minimal_pager
+        );
+    }
+    s
+}
+
+/// `floors.csv`: every floor sample, in microseconds per operation.
+pub fn write_floors_csv(path: &Path, samples: &[crate::floors::Sample]) -> Result<(), String> {
+    let mut w = create(path)?;
+    let mut text = String::from(
+        "sample,delivery_us,mprotect_us,mprotect_split_us,anon_touch_us,file_touch_us\n",
+    );
+    for (i, f) in samples.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "{i},{},{},{},{},{},{},{}",
+            f.delivery,
+            f.mprotect,
+            f.mprotect_split,
+            f.populate,
+            f.minimal_pager,
+            f.anon_touch,
+            f.file_touch
+        );
+    }
+    w.write_all(text.as_bytes())
+        .and_then(|()| w.flush())
+        .map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
 fn opt(value: Option<f64>, decimals: usize) -> String {
@@ -179,7 +260,7 @@ pub fn write_summary_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
         .collect();
     let mut w = create(path)?;
     let mut text = String::from(
-        "workload,config,runs,failures,median_ms,p10_ms,p90_ms,ratio,max_rss_mib,minor_faults,major_faults,us_per_fault,error",
+        "workload,config,runs,failures,median_ms,p10_ms,p90_ms,ratio,max_rss_mib,minor_faults,major_faults,us_per_fault,floor_multiple,error",
     );
     for k in &keys {
         let _ = write!(text, ",stat_{k}");
@@ -189,7 +270,7 @@ pub fn write_summary_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
     for r in rows {
         let _ = write!(
             text,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.workload,
             r.config,
             r.runs,
@@ -202,6 +283,7 @@ pub fn write_summary_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
             num(r.minor_faults),
             num(r.major_faults),
             num(r.us_per_fault),
+            num(r.floor_multiple),
             r.error.as_deref().unwrap_or("").replace(',', ";"),
         );
         for k in &keys {

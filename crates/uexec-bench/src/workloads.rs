@@ -14,6 +14,10 @@ pub const WINDOWS: &[u32] = &[2, 3];
 /// The access patterns of `bss-scan` (see `workloads/bss_scan.c`).
 pub const PATTERNS: &[&str] = &["seq", "sparse", "stride", "backward", "random"];
 
+/// The patterns also run with `rmw` (the first access to each page a read, as in `x += ...`):
+/// `scan-seq-rmw`, ... Only when named by `--only` or with `--floors`.
+pub const RMW_PATTERNS: &[&str] = &["seq", "random"];
+
 /// Default runs per configuration: process start-up is short and noisy, the scans long.
 pub const HELLO_RUNS: usize = 200;
 pub const SCAN_RUNS: usize = 15;
@@ -27,6 +31,8 @@ pub struct Workload {
     pub args: Vec<String>,
     /// Default number of runs per configuration.
     pub runs: usize,
+    /// Run only when asked for by name (`--only`) or by `--floors`.
+    pub on_request: bool,
 }
 
 /// Every workload whose program was built, in table order; `notes` receives one line per
@@ -46,6 +52,7 @@ pub fn workloads(notes: &mut Vec<String>) -> Vec<Workload> {
                 program,
                 args: Vec::new(),
                 runs: HELLO_RUNS,
+                on_request: false,
             }),
             None => notes.push(format!(
                 "{name}: not built (musl-gcc was missing when uexec-bench was compiled)"
@@ -59,6 +66,16 @@ pub fn workloads(notes: &mut Vec<String>) -> Vec<Workload> {
                 program: program.clone(),
                 args: vec![(*pattern).to_owned()],
                 runs: SCAN_RUNS,
+                on_request: false,
+            });
+        }
+        for pattern in RMW_PATTERNS {
+            list.push(Workload {
+                name: format!("scan-{pattern}-rmw"),
+                program: program.clone(),
+                args: vec![(*pattern).to_owned(), "rmw".to_owned()],
+                runs: SCAN_RUNS,
+                on_request: true,
             });
         }
     }

@@ -1,7 +1,7 @@
 /*
  * bss_scan: a 256 MiB bss, touched page by page in the pattern argv[1] names.
  *
- *   bss_scan PATTERN      PATTERN: seq, sparse, stride, backward, random
+ *   bss_scan PATTERN [rmw]     PATTERN: seq, sparse, stride, backward, random
  *
  *   seq       every page, in order
  *   sparse    one page in 64, in order
@@ -10,7 +10,8 @@
  *   random    every page exactly once, in the order of a fixed permutation (Fisher-Yates
  *             shuffle driven by xorshift64 with a fixed seed)
  *
- * Each visit writes one byte of the page and reads it back; the program prints the
+ * Each visit writes one byte of the page and reads it back (with `rmw`, adds to the byte
+ * instead, so that the page's first access is a read, as in `x += ...`); the program prints the
  * number of pages visited and a checksum, the same for every run, so that the benchmark
  * can check that a loader ran it correctly. Exit status 2 on a bad pattern.
  */
@@ -28,11 +29,15 @@ static uint32_t order[NPAGES];
 
 static uint64_t sum;
 static unsigned long visits;
+static int rmw;
 
 static inline void visit(uint32_t p)
 {
 	volatile unsigned char *b = &area[(size_t)p * PAGE + (p % 64) * 8];
-	*b = (unsigned char)(p * 31 + 7);
+	if (rmw)
+		*b += (unsigned char)(p * 31 + 7);
+	else
+		*b = (unsigned char)(p * 31 + 7);
 	sum = sum * 1000003u + *b;
 	visits++;
 }
@@ -40,6 +45,7 @@ static inline void visit(uint32_t p)
 int main(int argc, char **argv)
 {
 	const char *pat = argc > 1 ? argv[1] : "seq";
+	rmw = argc > 2 && strcmp(argv[2], "rmw") == 0;
 	if (strcmp(pat, "seq") == 0) {
 		for (uint32_t p = 0; p < NPAGES; p++)
 			visit(p);

@@ -1,6 +1,7 @@
 //! Unit tests of the parser: a well-formed image round-trips, and every kind of damage is refused.
 extern crate std;
 use super::*;
+use std::vec;
 use std::vec::Vec;
 
 fn record(out: &mut Vec<u8>, t: u32, payload: &[u8]) {
@@ -14,7 +15,9 @@ fn le(v: &mut Vec<u8>, x: u64) {
     v.extend_from_slice(&x.to_le_bytes());
 }
 
-fn region_payload(start: u64, end: u64, runs: &[(u64, u64, u8)]) -> Vec<u8> {
+/// A region record's payload, to be placed at offset `at` of the image (run data is page-aligned in
+/// the file).
+fn region_payload(at: usize, start: u64, end: u64, runs: &[(u64, u64, u8)]) -> Vec<u8> {
     let mut p = Vec::new();
     le(&mut p, start);
     le(&mut p, end);
@@ -26,6 +29,8 @@ fn region_payload(start: u64, end: u64, runs: &[(u64, u64, u8)]) -> Vec<u8> {
     for &(first, count, byte) in runs {
         le(&mut p, first);
         le(&mut p, count);
+        let padding = (4096 - (at + p.len()) % 4096) % 4096;
+        p.resize(p.len() + padding, 0);
         p.resize(p.len() + (count * PAGE_SIZE) as usize, byte);
     }
     p
@@ -33,15 +38,17 @@ fn region_payload(start: u64, end: u64, runs: &[(u64, u64, u8)]) -> Vec<u8> {
 
 fn image() -> Vec<u8> {
     let mut out = header(4096, 12).to_vec();
+    let at = out.len() + RECORD_HEAD_LEN;
     record(
         &mut out,
         tag::REGION,
-        &region_payload(0x10000, 0x14000, &[(0, 1, 1), (2, 2, 7)]),
+        &region_payload(at, 0x10000, 0x14000, &[(0, 1, 1), (2, 2, 7)]),
     );
+    let at = out.len() + RECORD_HEAD_LEN;
     record(
         &mut out,
         tag::REGION,
-        &region_payload(0x20000, 0x21000, &[]),
+        &region_payload(at, 0x20000, 0x21000, &[]),
     );
     let mut regs = Vec::new();
     for i in 0..(1 + NGREG as u64 + 1 + 3 + 2) {
@@ -86,6 +93,11 @@ fn a_good_image_parses() {
     let runs: Vec<_> = regions[0].runs().collect();
     assert_eq!(runs.len(), 2);
     assert_eq!((runs[1].first, runs[1].data.len()), (2, 8192));
+    for run in &runs {
+        assert_eq!(run.file_offset % 4096, 0);
+        let at = run.file_offset as usize;
+        assert_eq!(&bytes[at..at + run.data.len()], run.data);
+    }
     assert_eq!(regions[0].stored(), 3 * 4096);
     assert_eq!(regions[1].runs().count(), 0);
     let files: Vec<_> = img.files().collect();
@@ -187,26 +199,26 @@ fn overlapping_and_bad_runs() {
         out.extend_from_slice(&good[skip..]);
         out
     };
-    assert!(parse(&build(&[region_payload(0x10000, 0x12000, &[])])).is_ok());
+    assert!(parse(&build(&[region_payload(0, 0x10000, 0x12000, &[])])).is_ok());
     let overlap = [
-        region_payload(0x10000, 0x12000, &[]),
-        region_payload(0x11000, 0x13000, &[]),
+        region_payload(0, 0x10000, 0x12000, &[]),
+        region_payload(0, 0x11000, 0x13000, &[]),
     ];
     assert!(matches!(
         parse(&build(&overlap)).unwrap_err(),
         Error::BadRegion(_)
     ));
-    let misaligned = [region_payload(0x10001, 0x12000, &[])];
+    let misaligned = [region_payload(0, 0x10001, 0x12000, &[])];
     assert!(matches!(
         parse(&build(&misaligned)).unwrap_err(),
         Error::BadRegion(_)
     ));
-    let outside = [region_payload(0x10000, 0x12000, &[(1, 2, 1)])];
+    let outside = [region_payload(0, 0x10000, 0x12000, &[(1, 2, 1)])];
     assert!(matches!(
         parse(&build(&outside)).unwrap_err(),
         Error::Malformed(_)
     ));
-    let backwards = [region_payload(0x10000, 0x14000, &[(2, 1, 1), (0, 1, 1)])];
+    let backwards = [region_payload(0, 0x10000, 0x14000, &[(2, 1, 1), (0, 1, 1)])];
     assert!(matches!(
         parse(&build(&backwards)).unwrap_err(),
         Error::Malformed(_)
@@ -238,5 +250,61 @@ fn random_mutations_never_panic() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn checksum_is_the_same_however_the_bytes_are_split() {
+    let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    let whole = checksum(&bytes);
+    for split in [0, 1, 7, 31, 32, 33, 64, 500, 999, 1000] {
+        let mut h = Checksum::new();
+        h.update(&bytes[..split]);
+        h.update(&bytes[split..]);
+        assert_eq!(h.finish(), whole, "split at {split}");
+    }
+}
+
+#[test]
+fn checksum_sees_every_single_bit_flip_and_the_length() {
+    let bytes = vec![0u8; 200];
+    let base = checksum(&bytes);
+    for i in 0..bytes.len() * 8 {
+        let mut flipped = bytes.clone();
+        flipped[i / 8] ^= 1 << (i % 8);
+        assert_ne!(checksum(&flipped), base, "bit {i}");
+    }
+    // Two flips of the same bit in two words of one lane must not cancel out.
+    let mut two = bytes.clone();
+    two[7] ^= 0x80;
+    two[39] ^= 0x80;
+    assert_ne!(checksum(&two), base);
+    assert_ne!(checksum(&bytes[..199]), base);
+    assert_ne!(checksum(&[0u8; 201]), base);
+}
+
+#[test]
+fn a_lazy_parse_trusts_page_contents_but_not_their_layout() {
+    let bytes = image();
+    // The first run's data: a flipped byte there is caught by a full parse only.
+    let run = parse(&bytes)
+        .unwrap()
+        .regions()
+        .next()
+        .unwrap()
+        .runs()
+        .next()
+        .unwrap();
+    let mut flipped = bytes.clone();
+    flipped[run.file_offset as usize] ^= 1;
+    assert!(matches!(parse(&flipped), Err(Error::Checksum(_))));
+    assert!(parse_with(&flipped, Verify::AllButPages).is_ok());
+    // Any other record is still checksummed, and every prefix still refused.
+    let last_record = bytes.len() - 16 - 8;
+    let mut other = bytes.clone();
+    other[last_record - 3] ^= 1;
+    assert!(parse_with(&other, Verify::AllButPages).is_err());
+    for len in 0..bytes.len() {
+        assert!(parse_with(&bytes[..len], Verify::AllButPages).is_err());
     }
 }

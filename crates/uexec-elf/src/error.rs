@@ -31,6 +31,8 @@ pub enum ElfError {
     NoProgramHeaders,
     /// The program-header table is larger than the kernel accepts (one page).
     TooManyProgramHeaders(u16),
+    /// More loadable segments than [`crate::MAX_SEGMENTS`].
+    TooManySegments,
     /// The program-header table does not lie inside the file.
     PhdrTableOutsideFile,
     /// A segment's file range does not lie inside the file.
@@ -76,6 +78,7 @@ impl ElfError {
             Self::BadPhentsize(_) => "program-header entry size is not 56",
             Self::NoProgramHeaders => "no program headers",
             Self::TooManyProgramHeaders(_) => "program-header table is too large",
+            Self::TooManySegments => "too many loadable segments (uexec supports 73)",
             Self::PhdrTableOutsideFile => "truncated: program-header table lies outside the file",
             Self::SegmentOutsideFile { .. } => {
                 "truncated: segment's file range lies outside the file"

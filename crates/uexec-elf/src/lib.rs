@@ -13,8 +13,10 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod plan;
 
 pub use error::ElfError;
+pub use plan::LoadPlan;
 
 use object::elf::{self, FileHeader64, ProgramHeader64};
 use object::LittleEndian as LE;
@@ -30,10 +32,15 @@ pub const ET_DYN_BASE: u64 = (TASK_SIZE / 3 * 2) & !(PAGE_SIZE - 1);
 pub const EHDR_SIZE: usize = core::mem::size_of::<FileHeader64<LE>>();
 /// Size of one program header.
 pub const PHDR_SIZE: usize = core::mem::size_of::<ProgramHeader64<LE>>();
-/// The largest program-header table the kernel reads (`load_elf_phdrs`: one `ELF_MIN_ALIGN` page).
-pub const MAX_PHDR_TABLE: usize = 4096;
-/// The most program headers that fit in [`MAX_PHDR_TABLE`], hence the most loadable segments.
-pub const MAX_SEGMENTS: usize = MAX_PHDR_TABLE / PHDR_SIZE;
+/// The largest program-header table the kernel reads (`load_elf_phdrs` on 6.x: 64 KiB).
+pub const MAX_PHDR_TABLE: usize = 65536;
+/// The most program headers that fit in [`MAX_PHDR_TABLE`].
+pub const MAX_PHNUM: usize = MAX_PHDR_TABLE / PHDR_SIZE;
+/// The most loadable segments an image may have. The kernel has no limit of its own but the table's
+/// size; real programs have a handful, and each is a region of a demand pager's table, so the limit
+/// stays at what the table's old 4 KiB held: an image with more is refused
+/// ([`ElfError::TooManySegments`]).
+pub const MAX_SEGMENTS: usize = 4096 / PHDR_SIZE;
 /// The longest interpreter path accepted, NUL included (`PATH_MAX`).
 pub const MAX_INTERP_PATH: usize = 4096;
 
@@ -67,7 +74,7 @@ pub struct FileHeader {
     pub entry: u64,
     /// File offset of the program-header table.
     pub phoff: u64,
-    /// Number of program headers (at most [`MAX_SEGMENTS`]).
+    /// Number of program headers (at most [`MAX_PHNUM`]).
     pub phnum: u16,
 }
 
@@ -109,7 +116,7 @@ impl FileHeader {
         if phnum == 0 {
             return Err(ElfError::NoProgramHeaders);
         }
-        if usize::from(phnum) > MAX_SEGMENTS {
+        if usize::from(phnum) > MAX_PHNUM {
             return Err(ElfError::TooManyProgramHeaders(phnum));
         }
         let header = Self {
@@ -317,12 +324,14 @@ impl Image {
         if segment.offset <= phoff && phoff - segment.offset < segment.filesz {
             self.phdr_vaddr = Some(segment.vaddr + (phoff - segment.offset));
         }
-        // `segment_count` < MAX_SEGMENTS because phnum <= MAX_SEGMENTS.
-        if let Some(slot) = self.segments.get_mut(self.segment_count) {
-            *slot = segment;
-            self.segment_count += 1;
+        match self.segments.get_mut(self.segment_count) {
+            Some(slot) => {
+                *slot = segment;
+                self.segment_count += 1;
+                Ok(())
+            }
+            None => Err(ElfError::TooManySegments),
         }
-        Ok(())
     }
 
     /// The loadable segments, in ascending address order.
@@ -379,9 +388,17 @@ pub struct CodeAndData {
 }
 
 /// Checks an interpreter path read from the file range [`Image::interp`] and returns it without its NUL.
+/// As `load_elf_binary`, only the range's last byte must be NUL; the path is what comes before the
+/// first one (so NUL padding after it is accepted), and must not be empty.
 pub fn interpreter_path(bytes: &[u8], segment: u16) -> Result<&[u8], ElfError> {
     match bytes.split_last() {
-        Some((0, path)) if !path.is_empty() && !path.contains(&0) => Ok(path),
+        Some((0, _)) => {
+            let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            match bytes.get(..len) {
+                Some(path) if !path.is_empty() => Ok(path),
+                _ => Err(ElfError::BadInterpreterPath { segment }),
+            }
+        }
         _ => Err(ElfError::BadInterpreterPath { segment }),
     }
 }

@@ -229,8 +229,8 @@ fn program_header_table_checks() {
         ElfError::NoProgramHeaders
     );
     assert_eq!(
-        with(|e| e.phnum = Some(74)).unwrap_err(),
-        ElfError::TooManyProgramHeaders(74)
+        with(|e| e.phnum = Some(1171)).unwrap_err(),
+        ElfError::TooManyProgramHeaders(1171)
     );
     assert_eq!(
         with(|e| e.phnum = Some(0xffff)).unwrap_err(),
@@ -402,10 +402,8 @@ fn interpreter_and_stack_flags() {
         interpreter_path(b"/lib64/ld", 1),
         Err(ElfError::BadInterpreterPath { segment: 1 })
     );
-    assert_eq!(
-        interpreter_path(b"/lib\0/ld\0", 1),
-        Err(ElfError::BadInterpreterPath { segment: 1 })
-    );
+    // The kernel opens what comes before the first NUL.
+    assert_eq!(interpreter_path(b"/lib\0/ld\0", 1), Ok(&b"/lib"[..]));
     assert_eq!(
         interpreter_path(b"\0", 1),
         Err(ElfError::BadInterpreterPath { segment: 1 })
@@ -452,4 +450,170 @@ fn messages_name_the_segment() {
         std::format!("{}", ElfError::WrongMachine(40)),
         "built for another machine (need x86-64), e_machine 40"
     );
+}
+
+/// The kernel reads a table at any offset (`e_phoff` 0x44 here, not 8-aligned) and up to 64 KiB.
+#[test]
+fn unaligned_and_large_program_header_tables() {
+    let image = with(|e| {
+        e.phoff = 0x44;
+        e.phdrs[0].offset = 0x44;
+        e.phdrs[0].vaddr = 0x400044;
+    })
+    .unwrap();
+    assert_eq!(image.phdr_vaddr, Some(0x400044));
+    assert_eq!(image.segments().len(), 4);
+    // 100 headers (5.6 KiB): the loads plus PT_NULL padding, the table past the first page.
+    let image = with(|e| {
+        e.phoff = 0x2100;
+        e.phdrs.remove(0);
+        e.phdrs.resize(
+            100,
+            Phdr {
+                p_type: 0,
+                flags: 0,
+                offset: 0,
+                vaddr: 0,
+                filesz: 0,
+                memsz: 0,
+                align: 0,
+            },
+        );
+        e.size = 0x2100 + 100 * 56;
+        e.phdrs[3].filesz = 0x200;
+    })
+    .unwrap();
+    assert_eq!((image.phnum, image.segments().len()), (100, 4));
+}
+
+#[test]
+fn more_loadable_segments_than_supported() {
+    let err = with(|e| {
+        e.phoff = 0x2000;
+        e.phdrs.clear();
+        for i in 0..(MAX_SEGMENTS as u64 + 1) {
+            e.phdrs
+                .push(load(PF_R, 0, 0x400000 + i * 0x1000, 0x10, 0x10));
+        }
+        e.size = 0x2000 + e.phdrs.len() * 56;
+    })
+    .unwrap_err();
+    assert_eq!(err, ElfError::TooManySegments);
+}
+
+/// As `load_elf_binary`: only the last byte of the `PT_INTERP` range must be NUL.
+#[test]
+fn interpreter_paths_may_have_nul_padding() {
+    assert_eq!(interpreter_path(b"/lib/ld.so\0", 1), Ok(&b"/lib/ld.so"[..]));
+    assert_eq!(interpreter_path(b"/tmp/ld\0\0\0\0", 1), Ok(&b"/tmp/ld"[..]));
+    assert_eq!(interpreter_path(b"/a\0junk\0", 1), Ok(&b"/a"[..]));
+    for bad in [&b"/lib/ld.so"[..], b"\0\0", b"\0", b""] {
+        assert_eq!(
+            interpreter_path(bad, 1),
+            Err(ElfError::BadInterpreterPath { segment: 1 })
+        );
+    }
+}
+
+mod plan {
+    use super::*;
+    use crate::plan::{Piece, SharedPage, Source};
+
+    const R: Prot = Prot {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    const RX: Prot = Prot {
+        read: true,
+        write: false,
+        exec: true,
+    };
+    const RW: Prot = Prot {
+        read: true,
+        write: true,
+        exec: false,
+    };
+
+    fn piece(segment: u16, start: u64, end: u64, prot: Prot, source: Source) -> Piece {
+        Piece {
+            segment,
+            start,
+            end,
+            prot,
+            source,
+        }
+    }
+    fn file(offset: u64, zero_from: Option<u64>) -> Source {
+        Source::File { offset, zero_from }
+    }
+
+    #[test]
+    fn pieces_of_a_static_executable() {
+        let plan = LoadPlan::of(&Elf::valid().parse().unwrap());
+        assert_eq!(
+            plan.pieces(),
+            [
+                piece(1, 0x400000, 0x401000, R, file(0, None)),
+                piece(2, 0x401000, 0x402000, RX, file(0x1000, None)),
+                piece(3, 0x402000, 0x403000, R, file(0x2000, None)),
+                // Data: file pages to page_up(0x404100), the rest of that page zeroed; then bss.
+                piece(4, 0x403000, 0x405000, RW, file(0x2000, Some(0x404100))),
+                piece(4, 0x405000, 0x409000, RW, Source::Anonymous),
+            ]
+        );
+        assert!(plan.shared_pages().is_empty());
+        assert!(plan.holes().is_empty());
+        assert_eq!(plan.lazy_pieces().count(), 5);
+    }
+
+    #[test]
+    fn a_read_only_segment_with_a_bss_keeps_its_last_file_page() {
+        let image = with(|e| {
+            e.phdrs[2].filesz = 0x7ff; // text one byte short of its memsz
+        })
+        .unwrap();
+        let plan = LoadPlan::of(&image);
+        assert_eq!(
+            plan.pieces()[1],
+            piece(2, 0x401000, 0x402000, RX, file(0x1000, None))
+        );
+    }
+
+    #[test]
+    fn shared_first_pages_and_holes() {
+        let image = with(|e| {
+            // rodata starts inside text's last page; data moves up, leaving a hole.
+            e.phdrs[3] = load(PF_R, 0x1800, 0x401800, 0x100, 0x100);
+            e.phdrs[4] = load(PF_R | PF_W, 0x2f00, 0x405f00, 0x200, 0x3000);
+        })
+        .unwrap();
+        let plan = LoadPlan::of(&image);
+        assert_eq!(
+            plan.shared_pages(),
+            [SharedPage {
+                page: 0x401000,
+                segment: 2
+            }]
+        );
+        assert_eq!(plan.holes(), [(0x402000, 0x405000)]);
+        // A pager leaves the shared page alone: text (one page, the shared one) and rodata have nothing
+        // lazy left; the first page and data all of theirs.
+        let lazy: Vec<_> = plan.lazy_pieces().collect();
+        assert_eq!(
+            lazy,
+            [
+                piece(1, 0x400000, 0x401000, R, file(0, None)),
+                piece(4, 0x405000, 0x407000, RW, file(0x2000, Some(0x406100))),
+                piece(4, 0x407000, 0x409000, RW, Source::Anonymous),
+            ]
+        );
+        // A piece that starts on a shared page loses it, offset moved along.
+        let image = with(|e| {
+            e.phdrs[3] = load(PF_R, 0x1800, 0x401800, 0x1100, 0x1100);
+        })
+        .unwrap();
+        let lazy: Vec<_> = LoadPlan::of(&image).lazy_pieces().collect();
+        assert_eq!(lazy[1], piece(3, 0x402000, 0x403000, R, file(0x2000, None)));
+    }
 }

@@ -406,7 +406,7 @@ const EBUSY: i64 = -16;
 /// # Safety
 ///
 /// The addresses in `map` must describe the current process's new image.
-pub(crate) unsafe fn sys_prctl_mm_map(map: &MmMap) -> i64 {
+pub unsafe fn sys_prctl_mm_map(map: &MmMap) -> i64 {
     let ret: i64;
     // SAFETY: per the contract; rcx and r11 are clobbered by `syscall`.
     unsafe {

@@ -101,7 +101,8 @@ impl ElfFile {
         let index = range.segment;
         let bytes = dest.get(..got).unwrap_or(&[]);
         interpreter_path(bytes, index).map_err(OpenError::Elf)?;
-        CStr::from_bytes_with_nul(bytes)
+        // The path ends at its first NUL (NUL padding may follow, as the kernel allows).
+        CStr::from_bytes_until_nul(bytes)
             .map(Some)
             .map_err(|_| OpenError::Elf(ElfError::BadInterpreterPath { segment: index }))
     }

@@ -3,11 +3,11 @@
 //!
 //! The whole span of the image is first reserved as one inaccessible mapping with `MAP_FIXED_NOREPLACE`
 //! (or, for a position-independent image, wherever the kernel finds room), so a program that would land
-//! on the loader or on anything else already mapped is refused before any of it is mapped. Segments are
-//! then mapped inside the reservation with `MAP_FIXED`: the file part from the file, the rest of the last
-//! file page zeroed when the segment has a bss, and the remaining pages anonymous. A page that two
-//! segments share gets both segments' bytes. Pages of the reservation that no segment covers are
-//! unmapped again, leaving the holes the kernel leaves.
+//! on the loader or on anything else already mapped is refused before any of it is mapped. Then the
+//! pieces of uexec-elf's load plan ([`uexec_elf::plan`], which says which pages come from the file, which
+//! are zeroed and which are anonymous) are mapped inside the reservation with `MAP_FIXED`; a page that
+//! two segments share is rebuilt with both segments' bytes; the plan's holes are unmapped again, leaving
+//! the holes the kernel leaves.
 //!
 //! # Safety
 //!
@@ -18,7 +18,8 @@ use core::ffi::c_void;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
-use uexec_elf::{page_down, page_up, Image, Kind, Prot, Segment, PAGE_SIZE, TASK_SIZE};
+use uexec_elf::plan::{self, Piece};
+use uexec_elf::{page_down, Image, Kind, LoadPlan, Prot, Segment, PAGE_SIZE, TASK_SIZE};
 
 use crate::error::LoadError;
 use crate::file::ElfFile;
@@ -181,21 +182,21 @@ pub fn map_image(
         Role::Reserve,
     );
 
+    // The page arithmetic is uexec-elf's load plan, which a pager's region table is built from too.
+    let plan = LoadPlan::of(image);
     let segments = image.segments();
     for (i, segment) in segments.iter().enumerate() {
-        mapper.map_segment(segment)?;
-        let earlier = segments.get(..i).unwrap_or(&[]);
-        mapper.restore_shared_page(segment, earlier)?;
+        for piece in plan.pieces_of(segment.index) {
+            mapper.map_piece(piece)?;
+        }
+        if plan.shared_pages().iter().any(|shared| shared.segment == i) {
+            let earlier = segments.get(..i).unwrap_or(&[]);
+            mapper.restore_shared_page(segment, earlier)?;
+        }
     }
     // Give back the holes between segments.
-    for pair in segments.windows(2) {
-        if let [before, after] = pair {
-            let hole_start = page_up(before.end()).unwrap_or(u64::MAX);
-            let hole_end = page_down(after.vaddr);
-            if hole_end > hole_start {
-                mapper.unmap(hole_start + bias, hole_end - hole_start)?;
-            }
-        }
+    for &(start, end) in plan.holes() {
+        mapper.unmap(start + bias, end - start)?;
     }
 
     let entry = image.entry.wrapping_add(bias);
@@ -302,87 +303,80 @@ impl Mapper<'_> {
         self.observer.mapped(&event);
     }
 
-    fn map_segment(&mut self, segment: &Segment) -> Result<(), LoadError> {
-        let start = segment.vaddr + self.bias;
-        let file_end = segment.file_end() + self.bias;
-        let mem_end = segment.end() + self.bias;
-        let first_page = page_down(start);
-        let prot = segment.prot;
-
-        let mut anon_start = first_page;
-        if segment.filesz > 0 {
-            let file_pages_end = page_up(file_end).unwrap_or(u64::MAX);
-            let len = file_pages_end - first_page;
-            // Like padzero: with a bss, the rest of the last file page must read as zeros. The pages are
-            // mapped writable (never executable) for that, and get their own protection afterwards.
-            let pad = segment.memsz > segment.filesz && file_end < file_pages_end;
-            let final_prot = if self.laziness.file { NONE } else { prot };
-            let map_prot = if pad { READ_WRITE } else { final_prot };
-            let offset = page_down(segment.offset);
-            // SAFETY: the range lies in the reservation made for this image (checked by Image::parse
-            // and `reserve`), so MAP_FIXED replaces only that.
-            unsafe {
-                rustix::mm::mmap(
-                    first_page as *mut c_void,
-                    len as usize,
-                    prot_flags(map_prot),
-                    MapFlags::PRIVATE | MapFlags::FIXED,
-                    self.fd,
-                    offset,
-                )
-            }
-            .map_err(|errno| LoadError::Map {
-                errno,
-                addr: first_page,
-                len,
-            })?;
-            if pad {
-                // SAFETY: [file_end, file_pages_end) is inside the writable mapping just made.
-                unsafe {
-                    core::ptr::write_bytes(
-                        file_end as *mut u8,
-                        0,
-                        (file_pages_end - file_end) as usize,
-                    )
+    /// Maps one piece of the plan: file pages (the tail of the last one zeroed if the plan says so) or
+    /// anonymous pages, with their final protection, or `PROT_NONE` if left to a pager.
+    fn map_piece(&mut self, piece: &Piece) -> Result<(), LoadError> {
+        let start = piece.start + self.bias;
+        let len = piece.end - piece.start;
+        match piece.source {
+            plan::Source::File { offset, zero_from } => {
+                let final_prot = if self.laziness.file { NONE } else { piece.prot };
+                // Pages to zero are mapped writable (never executable) for that, and get their own
+                // protection afterwards.
+                let map_prot = if zero_from.is_some() {
+                    READ_WRITE
+                } else {
+                    final_prot
                 };
-                if map_prot != final_prot {
-                    self.protect(first_page, len, final_prot)?;
+                // SAFETY: the range lies in the reservation made for this image (checked by Image::parse
+                // and `reserve`), so MAP_FIXED replaces only that.
+                unsafe {
+                    rustix::mm::mmap(
+                        start as *mut c_void,
+                        len as usize,
+                        prot_flags(map_prot),
+                        MapFlags::PRIVATE | MapFlags::FIXED,
+                        self.fd,
+                        offset,
+                    )
                 }
+                .map_err(|errno| LoadError::Map {
+                    errno,
+                    addr: start,
+                    len,
+                })?;
+                if let Some(zero_from) = zero_from {
+                    let from = zero_from + self.bias;
+                    // SAFETY: [from, start + len) is inside the writable mapping just made.
+                    unsafe {
+                        core::ptr::write_bytes(from as *mut u8, 0, (start + len - from) as usize)
+                    };
+                    if map_prot != final_prot {
+                        self.protect(start, len, final_prot)?;
+                    }
+                }
+                self.report(
+                    start,
+                    len,
+                    final_prot,
+                    Source::File { offset },
+                    Role::Segment(piece.segment),
+                );
             }
-            self.report(
-                first_page,
-                len,
-                final_prot,
-                Source::File { offset },
-                Role::Segment(segment.index),
-            );
-            anon_start = file_pages_end;
-        }
-        let anon_end = page_up(mem_end).unwrap_or(u64::MAX);
-        if anon_end > anon_start {
-            let len = anon_end - anon_start;
-            let prot = if self.laziness.anon { NONE } else { prot };
-            // SAFETY: as above, inside this image's reservation.
-            unsafe {
-                rustix::mm::mmap_anonymous(
-                    anon_start as *mut c_void,
-                    len as usize,
-                    prot_flags(prot),
-                    MapFlags::PRIVATE | MapFlags::FIXED,
-                )
+            plan::Source::Anonymous => {
+                let prot = if self.laziness.anon { NONE } else { piece.prot };
+                // SAFETY: as above, inside this image's reservation.
+                unsafe {
+                    rustix::mm::mmap_anonymous(
+                        start as *mut c_void,
+                        len as usize,
+                        prot_flags(prot),
+                        MapFlags::PRIVATE | MapFlags::FIXED,
+                    )
+                }
+                .map_err(|errno| LoadError::Map {
+                    errno,
+                    addr: start,
+                    len,
+                })?;
+                self.report(
+                    start,
+                    len,
+                    prot,
+                    Source::Anonymous,
+                    Role::Bss(piece.segment),
+                );
             }
-            .map_err(|errno| LoadError::Map {
-                errno,
-                addr: anon_start,
-                len,
-            })?;
-            self.report(
-                anon_start,
-                len,
-                prot,
-                Source::Anonymous,
-                Role::Bss(segment.index),
-            );
         }
         Ok(())
     }

@@ -257,11 +257,23 @@ fn loadable(path: &CStr, is_interpreter: bool) -> bool {
     let Ok(header) = FileHeader::parse(head.get(..got).unwrap_or(&[]), size) else {
         return false;
     };
-    let mut table = [0u8; MAX_PHDR_TABLE];
-    let Some(table) = table.get_mut(..header.phdr_table_len()) else {
-        return false;
+    // Tables up to a page (every real program's) on this stack, the pager's; larger ones (the kernel
+    // reads up to MAX_PHDR_TABLE) in a mapping of their own, so that two nested checks (a program and
+    // its interpreter) stay small.
+    let table_len = header.phdr_table_len();
+    let mut small = [0u8; 4096];
+    let mut mapped = None;
+    if table_len > small.len() {
+        match TableBuffer::new(table_len.min(MAX_PHDR_TABLE)) {
+            Some(buffer) => mapped = Some(buffer),
+            None => return false,
+        }
+    }
+    let table = match mapped.as_mut() {
+        Some(buffer) => buffer.bytes(),
+        None => small.get_mut(..table_len).unwrap_or(&mut []),
     };
-    if read_at(table, header.phoff) != table.len() {
+    if table.len() != table_len || read_at(table, header.phoff) != table.len() {
         return false;
     }
     let Ok(image) = Image::parse(&header, table, size) else {
@@ -285,9 +297,44 @@ fn loadable(path: &CStr, is_interpreter: bool) -> bool {
             {
                 return false;
             }
-            CStr::from_bytes_with_nul(bytes).is_ok_and(|interp| loadable(interp, true))
+            // The path ends at its first NUL; NUL padding may follow (checked above).
+            CStr::from_bytes_until_nul(bytes).is_ok_and(|interp| loadable(interp, true))
         }
         _ => true,
+    }
+}
+
+/// An anonymous mapping holding a large program-header table while it is checked, unmapped on drop.
+struct TableBuffer {
+    addr: *mut core::ffi::c_void,
+    len: usize,
+}
+
+impl TableBuffer {
+    fn new(len: usize) -> Option<Self> {
+        // SAFETY: without MAP_FIXED the kernel picks an unused range.
+        let addr = unsafe {
+            rustix::mm::mmap_anonymous(
+                core::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::PRIVATE,
+            )
+        }
+        .ok()?;
+        Some(Self { addr, len })
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` writable bytes, owned by this buffer, and used by one caller.
+        unsafe { core::slice::from_raw_parts_mut(self.addr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for TableBuffer {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, no longer referred to.
+        let _ = unsafe { rustix::mm::munmap(self.addr, self.len) };
     }
 }
 

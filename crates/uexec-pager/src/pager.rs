@@ -38,7 +38,7 @@ use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use linux_raw_sys::general as k;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
-use uexec_elf::{page_down, page_up, Image, PAGE_SIZE};
+use uexec_elf::{page_down, Image, PAGE_SIZE};
 
 use crate::predict::{Policy, Predictor, MAX_PREDICT};
 use crate::regions::{Region, RegionTable, MAPPED, MAPPING, PREDICTED, UNTOUCHED};
@@ -203,34 +203,25 @@ pub unsafe fn install(
     let states = unsafe { core::slice::from_raw_parts(arena as *const AtomicU8, pages.max(1)) };
     let mut table = RegionTable::new(states);
 
-    let segments = image.segments();
-    for (i, s) in segments.iter().enumerate() {
-        // A first page shared with the segment before was rebuilt and protected at load: not lazy.
-        let shared = i > 0
-            && segments
-                .get(i - 1)
-                .is_some_and(|p| p.end() > page_down(s.vaddr));
-        let skip = if shared { PAGE_SIZE } else { 0 };
-        let first = page_down(s.vaddr) + skip;
-        let file_end = if s.filesz > 0 {
-            page_up(s.file_end()).unwrap_or(u64::MAX)
-        } else {
-            page_down(s.vaddr)
+    // The regions are the load plan's lazy pieces, exactly as uexec_load mapped them (shared pages,
+    // which it rebuilt and protected, left out).
+    for piece in uexec_elf::LoadPlan::of(image).lazy_pieces() {
+        let (lazy, offset) = match piece.source {
+            uexec_elf::plan::Source::File { offset, .. } => (config.lazy_file, Some(offset)),
+            uexec_elf::plan::Source::Anonymous => (config.lazy_anon, None),
         };
-        let end = page_up(s.end()).unwrap_or(u64::MAX);
-        let prot = prot_bits(s.prot);
-        if config.lazy_file && file_end > first {
-            let offset = page_down(s.offset) + skip;
-            if !table.push(first + bias, file_end + bias, prot, Some(offset), s.index) {
-                return Err(SetupError::TooManyRegions);
-            }
-        }
-        let anon_start = file_end.max(first);
-        if config.lazy_anon
-            && end > anon_start
-            && !table.push(anon_start + bias, end + bias, prot, None, s.index)
-        {
+        let (start, end) = (piece.start + bias, piece.end + bias);
+        if lazy && !table.push(start, end, prot_bits(piece.prot), offset, piece.segment) {
             return Err(SetupError::TooManyRegions);
+        }
+    }
+
+    for region in table.regions() {
+        if region.file_offset.is_none() && region.prot & 2 != 0 && region.pages() >= PREPARED_PAGES
+        {
+            // SAFETY: the region is untouched lazy bss of the image, mapped PROT_NONE at load, which
+            // nothing else uses yet.
+            unsafe { prepare_anon(region) }?;
         }
     }
 
@@ -272,6 +263,47 @@ pub unsafe fn install(
     let ranges = trap_ranges(state_table_regions());
     // SAFETY: still single-threaded set-up, after the pager state exists.
     unsafe { crate::trap::install(ranges.get(), config.stats) }.map_err(SetupError::Signal)
+}
+
+/// The smallest bss region [`prepare_anon`] prepares: a smaller one takes too few faults to repay the
+/// four system calls and the fault at start-up.
+const PREPARED_PAGES: u64 = 64;
+
+/// Gives the lazy bss `region` (untouched, `PROT_NONE`) the kernel state the first write would give
+/// it, without leaving a page behind: its memory is committed as native bss is at `execve` (the
+/// mapping is accounted, `VM_ACCOUNT`), and it has an `anon_vma`. Every piece a grant later splits
+/// off shares that `anon_vma`, so accessible neighbours merge back into one mapping, as the kernel
+/// merges only mappings of one `anon_vma`; without it each faulted piece gets its own and the
+/// mappings stay split (thousands after a scattered scan, each fault then slower to find its
+/// mapping), and every grant pays the commit charge again. The whole region is made writable
+/// (one mapping, charged), one byte is written, the page is emptied again with `MADV_DONTNEED` (a
+/// private anonymous page reads as zeros afterwards), and the region goes back to `PROT_NONE`,
+/// which keeps both the charge and the `anon_vma`. If the kernel refuses the commitment, the region
+/// is left as it was.
+///
+/// # Safety
+///
+/// `region` must be anonymous, untouched and unused by anything else.
+unsafe fn prepare_anon(region: &Region) -> Result<(), SetupError> {
+    let (start, len) = (
+        region.start as *mut c_void,
+        region.pages() as usize * PAGE_SIZE as usize,
+    );
+    let rw = MprotectFlags::READ | MprotectFlags::WRITE;
+    // SAFETY: per the contract, only this region's protection changes.
+    if unsafe { rustix::mm::mprotect(start, len, rw) }.is_err() {
+        // Refused (RLIMIT_DATA, say): left as it is, each grant is charged on its own, and a grant
+        // the kernel refuses for good ends the pager as `cannot_go_on` says.
+        return Ok(());
+    }
+    // SAFETY: the region's first page is writable now and holds zeros; a zero is written, so the
+    // contents are unchanged whether or not MADV_DONTNEED then frees the page.
+    unsafe {
+        start.cast::<u8>().write_volatile(0);
+        let _ = rustix::mm::madvise(start, PAGE_SIZE as usize, rustix::mm::Advice::LinuxDontNeed);
+    }
+    // SAFETY: as above.
+    unsafe { rustix::mm::mprotect(start, len, MprotectFlags::empty()) }.map_err(SetupError::Map)
 }
 
 fn state_table_regions() -> &'static [Region] {
@@ -422,6 +454,7 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
             };
             match granted {
                 Granted::Yes => {
+                    populate(region, page, err);
                     state.stats.faults.fetch_add(1, Ordering::Relaxed);
                 }
                 Granted::Gone => give_up(Some(state)),
@@ -449,6 +482,40 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, context: *mut c_void) {
                 give_up(Some(state));
             }
         }
+    }
+}
+
+/// Whether the kernel populates pages on request (`MADV_POPULATE_WRITE`, Linux 5.14); cleared the
+/// first time it answers `EINVAL`.
+static POPULATE: AtomicBool = AtomicBool::new(true);
+
+/// After the demand page `page` of `region` was granted for an access with page-fault error code
+/// `err`: if it was a read of a writable anonymous (bss) page, populates the page for writing now.
+/// Natively such a read maps the shared zero page and the write that usually follows (`x += ...`)
+/// faults again to copy it; under the pager the retried read would take that first fault and the
+/// write the second, so one system call replaces two faults (the page is then the program's own
+/// rather than the zero page, which costs a page of memory if it is only ever read). A write fault is
+/// left to the retried access: one fault is cheaper than the system call. Failure is harmless: the
+/// access then faults as usual.
+fn populate(region: &Region, page: u64, err: u64) {
+    let read_of_bss =
+        err & (PF_WRITE | PF_INSTR) == 0 && region.prot & 2 != 0 && region.file_offset.is_none();
+    if !read_of_bss || !POPULATE.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: advice on one page of the program image that was just made writable; populating
+    // changes no contents.
+    let r = unsafe {
+        sys::syscall4(
+            k::__NR_madvise as u64,
+            page,
+            PAGE_SIZE,
+            u64::from(k::MADV_POPULATE_WRITE),
+            0,
+        )
+    };
+    if r == -i64::from(linux_raw_sys::errno::EINVAL) {
+        POPULATE.store(false, Ordering::Relaxed);
     }
 }
 
@@ -635,10 +702,12 @@ fn protect_claimed(
     }
     let pages = (end - start) / PAGE_SIZE;
     let around = pages - u64::from(demand.is_some());
-    state
-        .stats
-        .around_pages
-        .fetch_add(around, Ordering::Relaxed);
+    if around > 0 {
+        state
+            .stats
+            .around_pages
+            .fetch_add(around, Ordering::Relaxed);
+    }
     match demand {
         Some(demand) => {
             state.stats.demand_pages.fetch_add(1, Ordering::Relaxed);
@@ -1165,6 +1234,31 @@ pub fn hand_over(addr: u64, len: u64) {
                 Some(next) if next < end => page = next,
                 _ => break,
             },
+        }
+    }
+}
+
+/// Grants every untouched page of every region, one grant per untouched gap: a checkpoint must find
+/// the program's memory as the program would, with its contents and its own protection, since the
+/// restarted program runs without a pager.
+pub fn grant_all() {
+    let Some(state) = state() else { return };
+    for region in state.table.regions() {
+        let mut page = region.start;
+        while page < region.end {
+            let claimed = state.table.state(region, page).is_some_and(|slot| {
+                slot.compare_exchange(UNTOUCHED, MAPPING, Ordering::Acquire, Ordering::Acquire)
+                    .is_ok()
+            });
+            if !claimed {
+                page += PAGE_SIZE;
+                continue;
+            }
+            let gap = span(&state.table, region, page, Grain::Gap);
+            if let Err(errno) = grant_span(state, region, page, gap, b"checkpoint") {
+                cannot_go_on(state, page, errno);
+            }
+            page = gap.1.max(page + PAGE_SIZE);
         }
     }
 }

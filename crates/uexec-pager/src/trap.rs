@@ -33,7 +33,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::pager;
 use linux_raw_sys::general as k;
@@ -735,6 +735,7 @@ pub fn reset_program_segv_action() {
 ///
 /// Single-threaded set-up, after [`pager::install`].
 pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
+    let held = HELD_IN_TRAPS.load(Ordering::Relaxed);
     STATS_ON_EXIT.store(stats, Ordering::Relaxed);
     if stats {
         // SAFETY: single-threaded set-up; the statistics exist.
@@ -749,7 +750,7 @@ pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
         // not blocked, so a blocking call stays interruptible as it is natively.
         flags: sys::SA_SIGINFO | sys::SA_ONSTACK | sys::SA_RESTORER | SA_NODEFER,
         restorer: sys::restore_rt as *const () as usize,
-        mask: 0,
+        mask: held,
     };
     // SAFETY: on_sigsys follows the handler contract of this module.
     let r = unsafe { sys::rt_sigaction(sys::SIGSYS, Some(&action), None) };
@@ -963,6 +964,23 @@ static VIRTUAL_MASKS: [core::sync::atomic::AtomicU64; VIRTUAL_SLOTS] =
 fn virtual_slots(tid: u32) -> impl Iterator<Item = &'static core::sync::atomic::AtomicU64> {
     let start = tid as usize % VIRTUAL_SLOTS;
     (0..16).filter_map(move |i| VIRTUAL_MASKS.get((start + i) % VIRTUAL_SLOTS))
+}
+
+/// Signals that wait while a trapped call is handled ([`hold_during_traps`]).
+static HELD_IN_TRAPS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes `sig` wait while the SIGSYS handler runs: the checkpoint signal, whose handler must find the
+/// program's own registers in its frame, not the pager's in the middle of a trapped call. (A blocking
+/// call performed there delays the checkpoint until it returns.) Call before [`install`].
+pub fn hold_during_traps(sig: u32) {
+    if (1..=64).contains(&sig) {
+        HELD_IN_TRAPS.fetch_or(1 << (sig - 1), Ordering::Relaxed);
+    }
+}
+
+/// The SIGSEGV and SIGSYS bits the calling thread asked to block (the kernel's mask never has them).
+pub fn program_blocked() -> u64 {
+    virtual_blocked(rustix::thread::gettid().as_raw_nonzero().get() as u32)
 }
 
 fn virtual_blocked(tid: u32) -> u64 {

@@ -10,21 +10,43 @@ use clap::Parser;
 
 /// Runs a relocatable object's main, linked against this process and the given libraries.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "objrun", version, about)]
 struct Cli {
     /// An object (.o) or archive (.a) to load as a library first; may be repeated.
     #[arg(long = "lib", value_name = "PATH")]
     libs: Vec<PathBuf>,
-    /// The program: an object or archive that defines `main`.
+    /// The program: an object or archive that defines `main`; what follows it is the program's
+    /// (`objrun prog.o --lib x` passes `--lib x` to main).
     #[arg(value_name = "PROG.o")]
     program: PathBuf,
     /// Arguments passed to the program's main (argv[1] onwards).
-    #[arg(
-        value_name = "ARGS",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "ARGS")]
     args: Vec<OsString>,
+}
+
+/// Splits the command line where options end, at PROG.o, as for the loaders: objrun's own options
+/// before it (a `--` there ends them too), everything from it on the program's, `--` included.
+fn split_at_program(args: Vec<OsString>) -> (Vec<OsString>, Vec<OsString>) {
+    let mut own = Vec::new();
+    let mut rest = args.into_iter();
+    own.extend(rest.next()); // argv[0]
+    while let Some(arg) = rest.next() {
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(arg.as_os_str());
+        if bytes == b"--" {
+            own.push(arg);
+            own.extend(rest.next());
+            break;
+        }
+        let takes_value = bytes == b"--lib";
+        let is_option = bytes.starts_with(b"-") && bytes != b"-";
+        own.push(arg);
+        if takes_value {
+            own.extend(rest.next());
+        } else if !is_option {
+            break;
+        }
+    }
+    (own, rest.collect())
 }
 
 fn fail(e: &objload::Error) -> ! {
@@ -37,7 +59,9 @@ fn fail(e: &objload::Error) -> ! {
 fn main() {
     // Keep the C layer in this executable's symbol table: loaded programs may call it.
     std::hint::black_box(objload::capi::exports());
-    let cli = Cli::parse();
+    let (own, program_args) = split_at_program(std::env::args_os().collect());
+    let mut cli = Cli::parse_from(own);
+    cli.args.extend(program_args);
     for lib in &cli.libs {
         if let Err(e) = objload::load_library(lib) {
             fail(&e);

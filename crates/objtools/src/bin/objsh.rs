@@ -1,10 +1,14 @@
 //! `objsh [--commands DIR]`: a line-oriented shell whose commands are relocatable objects.
 //!
-//! Built-in words: `load PATH`, `unload PATH`, `libs`, `call NAME [INT...]`, `exit`. Any other word is a
+//! Built-in words: `load PATH`, `unload PATH`, `libs`, `call NAME [INT...]`, `help`, `exit [N]`. Words
+//! are split as a shell splits them: blanks separate, `'...'` is literal, `"..."` keeps blanks and
+//! takes `\"` and `\\`, a backslash outside quotes escapes the next character. Any other word is a
 //! command object: `WORD.o` from `--commands DIR` if given and present there, else one of the commands
 //! built with objtools (`ls`, `semdump`, embedded in this binary); it is loaded, its `main` run with the
-//! words as `argv`, and unloaded. The prompt is shown, and line editing with history offered, only when
-//! standard input is a terminal.
+//! words as `argv`, and unloaded. The prompt is shown, and line editing with history (kept in
+//! `~/.objsh_history`) offered, only when standard input is a terminal; there Ctrl-C clears the line and
+//! Ctrl-D exits. Read from a pipe or file, objsh exits 1 at its end if any command failed (an `exit N`
+//! exits N).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -13,7 +17,7 @@ use clap::Parser;
 
 /// A shell whose commands are relocatable objects.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "objsh", version, about)]
 struct Cli {
     /// Directory of command objects (WORD.o), searched before the built-in commands.
     #[arg(long, value_name = "DIR")]
@@ -105,8 +109,11 @@ fn flush_c_stdio() {
     unsafe { libc::fflush(std::ptr::null_mut()) };
 }
 
-fn run_command(dir: Option<&Path>, words: &[&str]) {
-    let Some(&word) = words.first() else { return };
+/// Runs a command object; `false` if it could not be run or returned non-zero.
+fn run_command(dir: Option<&Path>, words: &[&str]) -> bool {
+    let Some(&word) = words.first() else {
+        return true;
+    };
     let from_dir = dir
         .map(|d| d.join(format!("{word}.o")))
         .filter(|p| p.is_file());
@@ -115,12 +122,15 @@ fn run_command(dir: Option<&Path>, words: &[&str]) {
         (None, Some((name, bytes))) => objload::load_program_bytes(&format!("{name}.o"), bytes),
         (None, None) => {
             eprintln!("objsh: {word}: command not found");
-            return;
+            return false;
         }
     };
     let program = match program {
         Ok(p) => p,
-        Err(e) => return report(&e),
+        Err(e) => {
+            report(&e);
+            return false;
+        }
     };
     let _ = std::io::stdout().flush();
     // SAFETY: command objects are C programs with `int main(int, char **)`, chosen by the user.
@@ -130,56 +140,180 @@ fn run_command(dir: Option<&Path>, words: &[&str]) {
     if status != 0 {
         eprintln!("objsh: {word}: exit status {status}");
     }
+    status == 0
 }
 
-/// Runs one line; `false` on `exit`.
-fn execute(cli: &Cli, line: &str) -> bool {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    match words.as_slice() {
-        [] => {}
-        ["exit"] => return false,
-        ["load", path] => {
-            if let Err(e) = objload::load_library(path) {
-                report(&e);
+/// Splits a line into words as a shell does (see the module header); `Err` for an unterminated quote.
+fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => {
+                words.extend(word.take());
             }
-        }
-        ["unload", path] => {
-            if let Err(e) = objload::unload_library(path) {
-                report(&e);
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => return Err("unterminated '".to_owned()),
+                    }
+                }
             }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => w.push(c),
+                            Some(c) => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                            None => return Err("unterminated \"".to_owned()),
+                        },
+                        Some(c) => w.push(c),
+                        None => return Err("unterminated \"".to_owned()),
+                    }
+                }
+            }
+            '\\' => {
+                let w = word.get_or_insert_with(String::new);
+                if let Some(c) = chars.next() {
+                    w.push(c);
+                }
+            }
+            c => word.get_or_insert_with(String::new).push(c),
         }
-        ["libs"] => libs(),
-        ["call", name, args @ ..] => match call(name, args) {
-            Ok(v) => println!(" = {v}"),
-            Err(e) => eprintln!("objsh: {e}"),
-        },
-        ["load" | "unload", ..] => eprintln!("objsh: usage: {} PATH", words[0]),
-        ["call"] => eprintln!("objsh: usage: call NAME [INT...]"),
-        _ => run_command(cli.commands.as_deref(), &words),
     }
+    words.extend(word);
+    Ok(words)
+}
+
+const HELP: &str = "\
+load PATH          load an object (.o) or archive (.a) as a library
+unload PATH        unload a library
+libs               list loaded libraries and their functions
+call NAME [INT...] call a loaded function as long NAME(long, ...), up to 6 integers
+help               this list
+exit [N]           leave objsh with status N (default 0)
+WORD [ARGS...]     run the command object WORD.o (--commands DIR, else built in: ls, semdump)
+";
+
+/// What a line asked for.
+enum Step {
+    /// Go on; `false` if the line's command failed.
+    Next(bool),
+    /// `exit [N]`.
+    Exit(i32),
+}
+
+/// Runs one line.
+fn execute(cli: &Cli, line: &str) -> Step {
+    let words = match split_words(line) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("objsh: {e}");
+            return Step::Next(false);
+        }
+    };
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let ok = match words.as_slice() {
+        [] => true,
+        ["exit"] => return Step::Exit(0),
+        ["exit", n] => match n.parse::<i32>() {
+            Ok(n) => return Step::Exit(n),
+            Err(_) => {
+                eprintln!("objsh: exit: `{n}` is not a number");
+                false
+            }
+        },
+        ["help"] => {
+            print!("{HELP}");
+            true
+        }
+        ["load", path] => objload::load_library(path).map_err(|e| report(&e)).is_ok(),
+        ["unload", path] => objload::unload_library(path)
+            .map_err(|e| report(&e))
+            .is_ok(),
+        ["libs"] => {
+            libs();
+            true
+        }
+        ["call", name, args @ ..] => match call(name, args) {
+            Ok(v) => {
+                println!(" = {v}");
+                true
+            }
+            Err(e) => {
+                eprintln!("objsh: {e}");
+                false
+            }
+        },
+        ["load" | "unload", ..] => {
+            eprintln!("objsh: usage: {} PATH", words[0]);
+            false
+        }
+        ["call"] => {
+            eprintln!("objsh: usage: call NAME [INT...]");
+            false
+        }
+        ["exit", ..] => {
+            eprintln!("objsh: usage: exit [N]");
+            false
+        }
+        _ => run_command(cli.commands.as_deref(), &words),
+    };
     let _ = std::io::stdout().flush();
-    true
+    Step::Next(ok)
 }
 
 fn main() {
     // Keep the C layer in this executable's symbol table: command objects may call it.
     std::hint::black_box(objload::capi::exports());
     let cli = Cli::parse();
+    if let Some(dir) = &cli.commands {
+        if !dir.is_dir() {
+            eprintln!("objsh: --commands {}: not a directory", dir.display());
+            std::process::exit(2);
+        }
+    }
     if std::io::stdin().is_terminal() {
         if let Ok(mut editor) = rustyline::DefaultEditor::new() {
-            while let Ok(line) = editor.readline(PROMPT) {
-                let _ = editor.add_history_entry(line.as_str());
-                if !execute(&cli, &line) {
-                    break;
-                }
+            let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".objsh_history"));
+            if let Some(h) = &history {
+                let _ = editor.load_history(h);
             }
-            return;
+            let status = loop {
+                match editor.readline(PROMPT) {
+                    Ok(line) => {
+                        let _ = editor.add_history_entry(line.as_str());
+                        if let Step::Exit(n) = execute(&cli, &line) {
+                            break n;
+                        }
+                    }
+                    // Ctrl-C: a fresh line, as in bash.
+                    Err(rustyline::error::ReadlineError::Interrupted) => {}
+                    Err(_) => break 0,
+                }
+            };
+            if let Some(h) = &history {
+                let _ = editor.save_history(h);
+            }
+            std::process::exit(status);
         }
     }
+    let mut failed = false;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        if !execute(&cli, &line) {
-            break;
+        match execute(&cli, &line) {
+            Step::Exit(n) => std::process::exit(n),
+            Step::Next(ok) => failed |= !ok,
         }
     }
+    std::process::exit(i32::from(failed));
 }
