@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use difftest::{command_for, fixture, identities, path_as, require_loader, scratch_dir, As};
@@ -351,6 +351,69 @@ fn registers_survive_mid_loop() {
             assert_eq!(stdout.lines().last(), Some("done ok=1"), "{what}");
         }
     }
+}
+
+/// An O_PATH descriptor (of a regular file: saved, reopened O_PATH, nothing to seek).
+#[test]
+fn an_o_path_descriptor_is_restored() {
+    let s = setup(As::Invoker, "glibc-static", "opath");
+    let reference = reference(As::Invoker, &s.program, &s.dir);
+    let mut cmd = counter_under(&s, "apager");
+    cmd.arg("opath");
+    checkpoint_and_kill(cmd, &s.image, "O_PATH");
+    check_restart(&s, "O_PATH", &reference);
+}
+
+/// A checkpoint that hits RLIMIT_FSIZE is reported, the program runs to its end (SIGXFSZ, which
+/// would kill it, is ignored while the image is written) and no temporary file is left.
+#[test]
+fn a_file_size_limit_fails_the_checkpoint_not_the_program() {
+    let s = setup(As::Invoker, "glibc-static", "fsize");
+    let mut cmd = Command::new("prlimit");
+    cmd.arg("--fsize=65536")
+        .arg("--")
+        .arg(require_loader("apager"))
+        .args(["-q", "--ckpt-image"])
+        .arg(&s.image)
+        .arg(&s.program)
+        .args([STEPS, s.file.to_str().unwrap(), SLEEP_MS])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with(CKPT_AFTER) {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0);
+    }
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { kill(child.id() as i32, SIGUSR2) }, 0);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(
+        rest.lines().last().unwrap_or("").starts_with("done "),
+        "{rest}"
+    );
+    assert!(
+        err.contains("checkpoint not written: writing the image"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&s.dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("image"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// Damaged images are refused with one line and status 126, and nothing runs.

@@ -31,17 +31,20 @@ fn a_log_file_that_cannot_be_opened_exits_125() {
 #[test]
 fn log_dash_is_standard_error() {
     let program = fixture("malloc", "glibc-static").path;
-    let out = run("apager", &["--log", "-", program]);
+    // In an empty directory of its own, so that a file named `-` could only be this run's.
+    let dir = difftest::scratch_dir("cli-log-dash");
+    let out = Command::new(require_loader("apager"))
+        .args(["--log", "-", program])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.lines().any(|l| l.starts_with("apager: map ")),
         "{stderr}"
     );
-    assert!(
-        !std::path::Path::new("-").exists(),
-        "a file named - was created"
-    );
+    assert!(!dir.join("-").exists(), "a file named - was created");
 }
 
 #[test]

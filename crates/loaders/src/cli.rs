@@ -27,6 +27,8 @@ pub struct Options<'a> {
     pub quiet: bool,
     /// `--log FILE`: the mapping log goes to FILE instead of standard error.
     pub log: Option<&'a CStr>,
+    /// `--log-append FILE`: the same, appending (what a pager gives the programs it executes).
+    pub log_append: Option<&'a CStr>,
     /// `--stats` (pagers): print statistics when the program exits.
     pub stats: bool,
     /// `--predict POLICY` (hpager).
@@ -91,6 +93,7 @@ pub fn parse<'a>(mut args: impl Iterator<Item = &'a CStr>) -> Command<'a> {
                 };
                 let slot = match name {
                     b"--log" => &mut options.log,
+                    b"--log-append" => &mut options.log_append,
                     b"--predict" => &mut options.predict,
                     b"--pages" => &mut options.pages,
                     b"--argv0" => &mut options.argv0,

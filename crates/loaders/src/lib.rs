@@ -47,6 +47,7 @@ fn help(tool: &Tool) {
          Options:\n  \
            -q, --quiet          do not log mappings\n      \
                --log FILE       write the mapping log to FILE instead of standard error\n      \
+               --log-append FILE  the same, appending to FILE\n      \
                --argv0 NAME     give the program NAME as argv[0] (PROG is still what is run)\n      \
                --ckpt-image PATH  on the checkpoint signal, write an image of the program to PATH\n\
          \x20                      (restart it with urestart PATH); the program goes on\n      \
@@ -99,6 +100,10 @@ pub struct Started {
     pub predict: Option<(Policy, u32)>,
     /// `--ckpt-image` and `--ckpt-signal`.
     pub checkpoint: Option<checkpoint::Request>,
+    /// The `--log` file as an absolute path, for the programs a pager executes (`--log-append`).
+    pub log_path: Option<&'static CStr>,
+    /// `-q`.
+    pub quiet: bool,
     /// For pagers: a descriptor of the log (stderr or `--log FILE`) moved out of the program's way, or
     /// `None` with `--quiet`. Always `None` for apager, which has closed everything.
     pub log_fd: Option<i32>,
@@ -272,11 +277,20 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         }
     };
 
-    let log_file: Option<OwnedFd> = match options.log {
+    let (log_name, append) = match (options.log, options.log_append) {
+        (_, Some(file)) => (Some(file), true),
+        (file, None) => (file, false),
+    };
+    let log_file: Option<OwnedFd> = match log_name {
         // `--log -`: standard error, as without the option.
         Some(file) if file.to_bytes() == b"-" => None,
         Some(file) if !options.quiet => {
-            let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC;
+            let how = if append {
+                OFlags::APPEND
+            } else {
+                OFlags::TRUNC
+            };
+            let flags = OFlags::WRONLY | OFlags::CREATE | how | OFlags::CLOEXEC;
             match rustix::fs::open(file, flags, Mode::from_raw_mode(0o644)) {
                 Ok(fd) => Some(fd),
                 Err(errno) => {
@@ -355,11 +369,17 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         log.flush();
         result
     };
+    // A pager keeps a descriptor only for a --log file (README: the highest free one up to 1024);
+    // logging to standard error, it writes to the program's fd 2, so the program sees no descriptor
+    // it did not open.
     let log_fd = match (&log_file, options.quiet, keeps_log) {
         (_, true, _) | (_, _, false) => None,
         (Some(file), _, true) => park_descriptor(file.as_fd()),
-        // SAFETY: fd 2 is only borrowed to duplicate it.
-        (None, _, true) => park_descriptor(unsafe { rustix::stdio::stderr() }),
+        (None, _, true) => Some(2),
+    };
+    let log_path = match (&log_file, log_name) {
+        (Some(_), Some(name)) => absolute_log_path(name),
+        _ => None,
     };
     drop(log_file);
     match result {
@@ -370,6 +390,8 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
             predict,
             checkpoint,
             log_fd,
+            log_path,
+            quiet: options.quiet,
         }),
         Err(LoadError::Open(errno)) if depth > 0 => {
             // As bash reports it: the interpreter is named; 127 if it does not exist.
@@ -402,6 +424,24 @@ impl core::fmt::Display for BadInterpreter<'_> {
     }
 }
 
+/// `name` made absolute against the current directory (the program may change directory before it
+/// executes another), in a buffer of its own; `None` if it does not fit.
+fn absolute_log_path(name: &CStr) -> Option<&'static CStr> {
+    static BUF: Scratch<{ 2 * search::PATH_BUF }> = Scratch::new();
+    // SAFETY: called once, from `run`, single-threaded; BUF's only user.
+    let buf = unsafe { BUF.borrow() };
+    let name = name.to_bytes();
+    let mut at = 0;
+    if !name.starts_with(b"/") {
+        let n = uexec_capture::sys::getcwd(buf.get_mut(..search::PATH_BUF)?).ok()?;
+        *buf.get_mut(n)? = b'/';
+        at = n + 1;
+    }
+    buf.get_mut(at..at + name.len())?.copy_from_slice(name);
+    *buf.get_mut(at + name.len())? = 0;
+    CStr::from_bytes_with_nul(buf.get(..=at + name.len())?).ok()
+}
+
 /// A pager set-up failure, for the one-line error message.
 pub struct PagerError(pub uexec_pager::SetupError);
 
@@ -423,22 +463,40 @@ impl core::fmt::Display for PagerError {
 
 /// The whole of dpager and hpager: load with `tool.laziness`, install the pager, start the program.
 pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
-    // The pager's own binary, for the programs this one executes (see uexec_pager::exec); opened before
-    // /proc/self/exe is made to name the program.
-    let self_fd = rustix::fs::open(
+    // The pager's own binary, for the programs this one executes (see uexec_pager::exec); read before
+    // /proc/self/exe is made to name the program. A path, not a descriptor: the program must see
+    // only the descriptors it opened.
+    static SELF_PATH: Scratch<{ search::PATH_BUF + 1 }> = Scratch::new();
+    // SAFETY: `pager_main` runs once, single-threaded, and is SELF_PATH's only user.
+    let self_buf = unsafe { SELF_PATH.borrow() };
+    let self_path = rustix::fs::readlinkat_raw(
+        rustix::fs::CWD,
         c"/proc/self/exe",
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
+        &mut self_buf[..search::PATH_BUF],
     )
     .ok()
-    .and_then(|fd| park_descriptor(fd.as_fd()));
+    .and_then(|n| CStr::from_bytes_with_nul(self_buf.get(..=n)?).ok());
     let started = match run(tool, startup) {
         Outcome::Start(s) => s,
         Outcome::Exit(status) => return status,
     };
-    if let Some(fd) = self_fd {
-        let mut prefix = uexec_pager::text::Line::<256>::new();
-        prefix.push(tool.name.as_bytes()).push(b"\0-q\0");
+    if let Some(own) = self_path {
+        // The programs this one executes get the options the user gave: quiet, or the same log file
+        // (appended to), statistics, prediction.
+        let mut prefix = uexec_pager::text::Line::<4400>::new();
+        prefix.push(tool.name.as_bytes()).push(b"\0");
+        match (started.quiet, started.log_path) {
+            (true, _) => {
+                prefix.push(b"-q\0");
+            }
+            (false, Some(log)) => {
+                prefix
+                    .push(b"--log-append\0")
+                    .push(log.to_bytes())
+                    .push(b"\0");
+            }
+            (false, None) => {}
+        }
         if started.stats {
             prefix.push(b"--stats\0");
         }
@@ -450,7 +508,7 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
             prefix.dec(u64::from(pages)).push(b"\0");
         }
         // SAFETY: single-threaded set-up before the program runs.
-        unsafe { uexec_pager::exec::configure(fd, prefix.bytes(), started.program) };
+        unsafe { uexec_pager::exec::configure(own, prefix.bytes(), started.program) };
     }
     let ready = &started.ready;
     let config = uexec_pager::Config {
@@ -483,7 +541,7 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
             uexec_pager::pager::table().map_or(0, |t| t.states().as_ptr() as u64),
             checkpoint::current_altstack(),
         ];
-        let fds = [started.log_fd.unwrap_or(-1), self_fd.unwrap_or(-1)];
+        let fds = [started.log_fd.filter(|&fd| fd > 2).unwrap_or(-1)];
         let hooks = Some(&checkpoint::PAGER_HOOKS);
         // SAFETY: single-threaded, just before the jump; the pager's code stays.
         let installed = unsafe { checkpoint::install(tool.name, request, &host, &fds, hooks) };

@@ -38,7 +38,7 @@ struct Args {
     /// Fewer runs: the default counts (200 per hello world, 15 per scan) divided by 5.
     #[arg(long)]
     quick: bool,
-    /// Runs per configuration for every workload, instead of the defaults (--quick divides it by 5 too).
+    /// Runs per configuration for every workload, instead of the defaults (exactly N, --quick or not).
     #[arg(long, value_name = "N")]
     runs: Option<usize>,
     /// Untimed runs of each configuration before the timed ones.
@@ -66,7 +66,14 @@ struct Args {
     /// `rmw`), native and dpager (and any --extra) only, unless --only / --configs say otherwise.
     #[arg(long)]
     floors: bool,
+    /// List the workloads and configurations, and exit.
+    #[arg(long)]
+    list: bool,
 }
+
+/// A configuration's spread (p90 / p10 of its wall times) over this says the machine was busy, as
+/// hyperfine warns about outliers: its figures are printed with a warning.
+const BUSY_SPREAD: f64 = 1.5;
 
 fn workspace_dir() -> PathBuf {
     // crates/uexec-bench -> the workspace root.
@@ -80,8 +87,18 @@ fn workspace_dir() -> PathBuf {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.runs == Some(0) {
+        eprintln!("uexec-bench: --runs must be at least 1");
+        return ExitCode::from(2);
+    }
     match bench(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(wrong) => {
+            eprintln!(
+                "uexec-bench: {wrong} configuration(s) ran a workload differently from native (see the notes above)"
+            );
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("uexec-bench: {e}");
             ExitCode::FAILURE
@@ -89,7 +106,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn bench(args: &Args) -> Result<(), String> {
+/// Refuses names in `--only` and `--configs` that select nothing, listing the valid ones.
+fn check_names(args: &Args, workloads: &[Workload], configs: &[Config]) -> Result<(), String> {
+    let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
+    let labels: Vec<&str> = configs.iter().map(|c| c.label.as_str()).collect();
+    for o in &args.only {
+        if !names.iter().any(|n| n.contains(o.as_str())) {
+            return Err(format!(
+                "--only {o}: no such workload (workloads: {})",
+                names.join(", ")
+            ));
+        }
+    }
+    for c in &args.configs {
+        if !labels.iter().any(|l| l.starts_with(c.as_str())) {
+            return Err(format!(
+                "--configs {c}: no such configuration (configurations: {})",
+                labels.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the benchmark; returns how many (workload, configuration) pairs ran differently from native.
+fn bench(args: &Args) -> Result<usize, String> {
     let bin_dir = args
         .bin_dir
         .clone()
@@ -124,6 +165,23 @@ fn bench(args: &Args) -> Result<(), String> {
     for note in &notes {
         println!("note: {note}");
     }
+    if args.list {
+        println!("workloads:");
+        for w in &workloads {
+            let extra = if w.on_request {
+                " (only with --only)"
+            } else {
+                ""
+            };
+            println!("  {}{extra}", w.name);
+        }
+        println!("configurations:");
+        for c in &configs {
+            println!("  {}", c.label);
+        }
+        return Ok(0);
+    }
+    check_names(args, &workloads, &configs)?;
     let (mut only, mut keep) = (args.only.clone(), args.configs.clone());
     if args.floors {
         if only.is_empty() {
@@ -159,6 +217,7 @@ fn bench(args: &Args) -> Result<(), String> {
     let stderr_file = out.join("last-stderr.txt");
     let mut meter = floors::Meter::new(&out)?;
     let mut rows = Vec::new();
+    let mut wrong = 0;
     let mut samples_csv = report::SamplesCsv::create(&out.join("samples.csv"))?;
     for workload in &workloads {
         let runs = run_count(workload, args);
@@ -198,11 +257,26 @@ fn bench(args: &Args) -> Result<(), String> {
                 into.push(sample);
             }
         }
+        for (config, s) in valid.iter().zip(&samples) {
+            let mut walls: Vec<f64> = s.iter().map(|x| x.wall.as_secs_f64()).collect();
+            walls.sort_by(f64::total_cmp);
+            if let (Some(p10), Some(p90)) =
+                (stats::quantile(&walls, 0.1), stats::quantile(&walls, 0.9))
+            {
+                if p10 > 0.0 && p90 / p10 > BUSY_SPREAD {
+                    println!(
+                        "warning: {} under {}: p90/p10 of the wall time is {:.2} (over {BUSY_SPREAD}): the machine was busy, these figures are noisy",
+                        workload.name, config.label, p90 / p10
+                    );
+                }
+            }
+        }
         let mut workload_rows: Vec<Row> = valid
             .iter()
             .zip(&samples)
             .map(|(config, s)| Row::new(&workload.name, &config.label, s))
             .collect();
+        wrong += failed.len();
         workload_rows.append(&mut failed);
         report::add_ratios(&mut workload_rows);
         rows.append(&mut workload_rows);
@@ -250,15 +324,16 @@ fn bench(args: &Args) -> Result<(), String> {
         Err(e) => println!("note: no plots: {e}"),
     }
     let _ = std::fs::remove_file(&stderr_file);
-    Ok(())
+    Ok(wrong)
 }
 
+/// `--runs N` is exactly N runs (with or without --quick); else the workload's default, divided by
+/// 5 (at least 3) with --quick.
 fn run_count(workload: &Workload, args: &Args) -> usize {
-    let runs = args.runs.unwrap_or(workload.runs);
-    if args.quick {
-        (runs / 5).max(3)
-    } else {
-        runs.max(1)
+    match args.runs {
+        Some(n) => n.max(1),
+        None if args.quick => (workload.runs / 5).max(3),
+        None => workload.runs.max(1),
     }
 }
 

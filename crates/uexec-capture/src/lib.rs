@@ -37,6 +37,8 @@ use writer::Writer;
 const MAX_HOST: usize = 8;
 /// Longest image path, NUL included.
 const PATH_MAX: usize = 4096;
+/// Most regular files an image may hold (what urestart reopens).
+pub const MAX_FILES: usize = 1024;
 
 /// Where the image goes and what is not the program's.
 pub struct Config<'a> {
@@ -90,7 +92,6 @@ struct State {
     tool: &'static str,
     signal: u32,
     path: [u8; PATH_MAX],
-    tmp: [u8; PATH_MAX + 4],
     ranges: [(u64, u64); MAX_HOST + 1],
     addresses: [u64; MAX_HOST],
     fds: [i32; MAX_HOST],
@@ -106,7 +107,6 @@ static STATE: Shared = Shared(UnsafeCell::new(State {
     tool: "",
     signal: 0,
     path: [0; PATH_MAX],
-    tmp: [0; PATH_MAX + 4],
     ranges: [(0, 0); MAX_HOST + 1],
     addresses: [0; MAX_HOST],
     fds: [-1; MAX_HOST],
@@ -120,6 +120,10 @@ const AUXV_AT: usize = 4 << 10;
 const RSEQ_AT: usize = 8 << 10;
 /// Directory entries (2 KiB), then paths (readlink, getcwd: up to PATH_MAX).
 const TEXT_AT: usize = 12 << 10;
+/// `PATH.tmp.PID`.
+const TMP_NAME_AT: usize = 20 << 10;
+/// One flag per page of a chunk: whether it may hold data.
+const MAYBE_AT: usize = 28 << 10;
 const PAGEMAP_AT: usize = 32 << 10;
 const WRITE_BUF_AT: usize = 64 << 10;
 const WRITE_BUF_LEN: usize = 64 << 10;
@@ -212,13 +216,11 @@ pub unsafe fn install(config: &Config<'_>) -> Result<(), InstallError> {
         }
     }
     let end = len + image.len();
-    if end + 5 > PATH_MAX {
+    if end + 1 > PATH_MAX {
         return Err(InstallError::TooMuch);
     }
     st.path[len..end].copy_from_slice(image);
     st.path[end] = 0;
-    st.tmp[..end].copy_from_slice(&st.path[..end]);
-    st.tmp[end..end + 5].copy_from_slice(b".tmp\0");
     for (slot, r) in st.ranges.iter_mut().zip(config.host_ranges) {
         *slot = *r;
     }
@@ -285,6 +287,9 @@ enum Failure {
     Write(Errno),
     Rename(Errno),
     NoFpState,
+    InHost,
+    RseqUnknown,
+    TooManyFiles,
 }
 
 struct Line {
@@ -321,10 +326,13 @@ fn report(failure: Failure) {
         )),
         Failure::Read(what, e) => say(format_args!("{tool}: checkpoint not written: cannot read {what}: {e} ({path} unchanged)\n")),
         Failure::Unparsable(what) => say(format_args!("{tool}: checkpoint not written: cannot parse {what} ({path} unchanged)\n")),
-        Failure::Create(e) => say(format_args!("{tool}: checkpoint not written: cannot create {path}.tmp: {e}\n")),
-        Failure::Write(e) => say(format_args!("{tool}: checkpoint not written: writing {path}.tmp: {e} ({path} unchanged)\n")),
-        Failure::Rename(e) => say(format_args!("{tool}: checkpoint not written: cannot rename {path}.tmp: {e}\n")),
+        Failure::Create(e) => say(format_args!("{tool}: checkpoint not written: cannot create a temporary file beside {path}: {e}\n")),
+        Failure::Write(e) => say(format_args!("{tool}: checkpoint not written: writing the image: {e} ({path} unchanged)\n")),
+        Failure::Rename(e) => say(format_args!("{tool}: checkpoint not written: cannot rename the image to {path}: {e}\n")),
         Failure::NoFpState => say(format_args!("{tool}: checkpoint not written: the signal frame has no FPU state\n")),
+        Failure::InHost => say(format_args!("{tool}: checkpoint not written: the signal came while {tool}'s own code ran; send it again ({path} unchanged)\n")),
+        Failure::RseqUnknown => say(format_args!("{tool}: checkpoint not written: the program's rseq registration could not be found ({path} unchanged)\n")),
+        Failure::TooManyFiles => say(format_args!("{tool}: checkpoint not written: more than {MAX_FILES} open files ({path} unchanged)\n")),
     }
 }
 
@@ -370,12 +378,21 @@ fn capture(frame: &[u8]) -> Result<(), Failure> {
     let (small, pagemap_area) = head.split_at_mut(PAGEMAP_AT);
     let (stat_buf, small) = small.split_at_mut(AUXV_AT);
     let (auxv_buf, small) = small.split_at_mut(RSEQ_AT - AUXV_AT);
-    let (rseq_area, text) = small.split_at_mut(TEXT_AT - RSEQ_AT);
+    let (rseq_area, small) = small.split_at_mut(TEXT_AT - RSEQ_AT);
+    let (text, small) = small.split_at_mut(TMP_NAME_AT - TEXT_AT);
+    let (tmp_name, maybe) = small.split_at_mut(MAYBE_AT - TMP_NAME_AT);
     let stat_text = sys::read_file(c"/proc/self/stat", stat_buf)
         .map_err(|e| Failure::Read("/proc/self/stat", e))?;
     let stat = procfs::stat(stat_text).ok_or(Failure::Unparsable("/proc/self/stat"))?;
     if stat.threads > 1 {
         return Err(Failure::Threads(stat.threads));
+    }
+    // Interrupted in the host's own code (a loader's handler, urestart's set-up): that state cannot
+    // be restarted without the host.
+    let rip = word(frame, frame::UC_GREGS + 8 * frame::REG_RIP);
+    let rsp = word(frame, frame::UC_GREGS + 8 * frame::REG_RSP);
+    if is_host(st, rip, rip + 1) || is_host(st, rsp, rsp + 1) {
+        return Err(Failure::InHost);
     }
     let room = maps_area.len();
     let maps = sys::read_file(c"/proc/self/maps", maps_area)
@@ -390,14 +407,95 @@ fn capture(frame: &[u8]) -> Result<(), Failure> {
         .get(..auxv.len().min(uexec_ckpt::MAX_AUXV))
         .unwrap_or(&[]);
 
+    // PATH.tmp.PID, created exclusively: two processes checkpointing to one path (a parent and its
+    // child) never write into the same file, and the last rename wins with a whole image.
+    let tmp = tmp_path(&st.path, tmp_name).ok_or(Failure::Create(Errno::NAMETOOLONG))?;
+    let _ = rustix::fs::unlink(tmp);
     let fd = rustix::fs::open(
-        cstr(&st.tmp),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        tmp,
+        OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::CLOEXEC
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK,
         Mode::from_raw_mode(0o600),
     )
     .map_err(Failure::Create)?;
-    let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600));
     let tmp_fd = rustix::fd::AsRawFd::as_raw_fd(&fd);
+    // A write past RLIMIT_FSIZE raises SIGXFSZ, which would kill the program once the handler
+    // returns: ignored while the image is written (the failure is reported instead).
+    let ignore = KernelSigaction {
+        handler: 1, // SIG_IGN
+        ..KernelSigaction::default()
+    };
+    let mut xfsz = KernelSigaction::default();
+    // SAFETY: SIG_IGN for SIGXFSZ, put back below.
+    unsafe { sys::rt_sigaction(k::SIGXFSZ, Some(&ignore), Some(&mut xfsz)) };
+    let result = write_image(
+        st,
+        frame,
+        fd,
+        tmp_fd,
+        write_buf,
+        &stat,
+        auxv,
+        rseq_area,
+        text,
+        maps,
+        bounce,
+        pagemap_area,
+        maybe,
+    );
+    // Blocked signals are never discarded as ignored, so a SIGXFSZ raised meanwhile is pending;
+    // setting SIG_IGN again discards it (do_sigaction), then the program's own action returns.
+    // SAFETY: SIG_IGN, then the program's own action, as it was.
+    unsafe {
+        sys::rt_sigaction(k::SIGXFSZ, Some(&ignore), None);
+        sys::rt_sigaction(k::SIGXFSZ, Some(&xfsz), None);
+    }
+    match result {
+        Ok(()) => rustix::fs::rename(tmp, cstr(&st.path)).map_err(Failure::Rename),
+        Err(e) => {
+            let _ = rustix::fs::unlink(tmp);
+            Err(e)
+        }
+    }
+}
+
+/// `PATH.tmp.PID` in `buf`.
+fn tmp_path<'b>(path: &[u8], buf: &'b mut [u8]) -> Option<&'b CStr> {
+    let path = until_nul(path);
+    let mut line = Line {
+        buf: [0; 512],
+        len: 0,
+    };
+    let _ = write!(line, ".tmp.{}", rustix::process::getpid().as_raw_nonzero());
+    let suffix = line.buf.get(..line.len)?;
+    let end = path.len() + suffix.len();
+    buf.get_mut(..path.len())?.copy_from_slice(path);
+    buf.get_mut(path.len()..end)?.copy_from_slice(suffix);
+    *buf.get_mut(end)? = 0;
+    CStr::from_bytes_with_nul(buf.get(..=end)?).ok()
+}
+
+/// Writes the records of the image to `fd`.
+#[allow(clippy::too_many_arguments)]
+fn write_image(
+    st: &State,
+    frame: &[u8],
+    fd: OwnedFd,
+    tmp_fd: i32,
+    write_buf: &mut [u8],
+    stat: &procfs::Stat,
+    auxv: &[u8],
+    rseq_area: &mut [u8],
+    text: &mut [u8],
+    maps: &[u8],
+    bounce: &mut [u8],
+    pagemap_area: &mut [u8],
+    maybe: &mut [u8],
+) -> Result<(), Failure> {
     let mut w = Writer::new(fd, write_buf);
     w.header(&uexec_ckpt::header(PAGE_SIZE as u32, st.signal));
     registers(&mut w, frame)?;
@@ -411,12 +509,17 @@ fn capture(frame: &[u8]) -> Result<(), Failure> {
     w.u64(auxv.len() as u64);
     w.put(auxv);
     w.end();
-    if let Some((addr, len, sig)) = probe_rseq(rseq_area) {
-        w.begin(tag::RSEQ);
-        w.u64(addr);
-        w.u32(len);
-        w.u32(sig);
-        w.end();
+    match probe_rseq(rseq_area) {
+        Rseq::None => {}
+        Rseq::At(addr, len, sig) => {
+            w.begin(tag::RSEQ);
+            w.u64(addr);
+            w.u32(len);
+            w.u32(sig);
+            w.end();
+        }
+        // A restarted program would believe it registered while it is not.
+        Rseq::Unknown => return Err(Failure::RseqUnknown),
     }
     match sys::getcwd(text) {
         Ok(n) => {
@@ -449,13 +552,13 @@ fn capture(frame: &[u8]) -> Result<(), Failure> {
         if is_host(st, m.start, m.end) || m.end > 1 << 47 {
             continue;
         }
-        region(&mut w, &m, &mem, &pagemap, bounce, pagemap_area);
+        region(&mut w, &m, &mem, &pagemap, bounce, pagemap_area, maybe);
     }
     w.begin(tag::END);
     w.end();
     let fd = w.finish().map_err(Failure::Write)?;
     drop(fd);
-    rustix::fs::rename(cstr(&st.tmp), cstr(&st.path)).map_err(Failure::Rename)
+    Ok(())
 }
 
 fn is_host(st: &State, start: u64, end: u64) -> bool {
@@ -541,30 +644,40 @@ const RSEQ_FLAG_UNREGISTER: u32 = 1;
 /// (and is undone at once). If there is, registering its exact address, length and signature again
 /// answers EBUSY and any other address EINVAL, so the words around the thread pointer (where glibc
 /// keeps its `struct rseq`) are tried in turn; nothing is registered or written meanwhile.
-fn probe_rseq(area: &mut [u8]) -> Option<(u64, u32, u32)> {
+fn probe_rseq(area: &mut [u8]) -> Rseq {
     let own = (area.as_mut_ptr() as u64 + 31) & !31;
     // SAFETY: `own` is 32 bytes of the scratch area, which stays mapped; it is unregistered at once.
     let r = unsafe { sys::rseq(own, 32, 0, RSEQ_SIG) };
     if r == 0 {
         // SAFETY: undoes the registration just made.
         unsafe { sys::rseq(own, 32, RSEQ_FLAG_UNREGISTER, RSEQ_SIG) };
-        return None;
+        return Rseq::None;
     }
     if r != -(linux_raw_sys::errno::EINVAL as i64) {
-        return None;
+        // No rseq in this kernel (ENOSYS), or it is refused to us: nothing to restore either.
+        return Rseq::None;
     }
     let tp = sys::segment_base(sys::ARCH_GET_FS) & !31;
-    if tp == 0 {
-        return None;
-    }
     let low = tp.saturating_sub(8192);
-    (0..(8192 + 8192) / 32)
+    let found = (0..(8192 + 8192) / 32)
         .map(|i| low + 32 * i)
         .find_map(|addr| {
             // SAFETY: a registration exists, so this call registers nothing: it only compares.
             let r = unsafe { sys::rseq(addr, 32, 0, RSEQ_SIG) };
             (r == -(linux_raw_sys::errno::EBUSY as i64)).then_some((addr, 32, RSEQ_SIG))
-        })
+        });
+    match found {
+        Some((addr, len, sig)) => Rseq::At(addr, len, sig),
+        // There is one, of another length or signature, or away from the thread pointer.
+        None => Rseq::Unknown,
+    }
+}
+
+/// What [`probe_rseq`] found.
+enum Rseq {
+    None,
+    At(u64, u32, u32),
+    Unknown,
 }
 
 /// FILE records for the regular files open on descriptors 3 and up; other kinds are reported and left
@@ -587,6 +700,7 @@ fn files(w: &mut Writer<'_>, tmp_fd: i32, text: &mut [u8]) -> Result<(), Failure
         )
     };
     let mut entries = rustix::fs::RawDir::new(&dir, dirbuf);
+    let mut saved = 0;
     while let Some(entry) = entries.next() {
         let Ok(entry) = entry else { break };
         let name = entry.file_name();
@@ -628,6 +742,10 @@ fn files(w: &mut Writer<'_>, tmp_fd: i32, text: &mut [u8]) -> Result<(), Failure
         let cloexec = rustix::io::fcntl_getfd(borrowed)
             .is_ok_and(|f| f.contains(rustix::io::FdFlags::CLOEXEC));
         let offset = rustix::fs::seek(borrowed, rustix::fs::SeekFrom::Current(0)).unwrap_or(0);
+        saved += 1;
+        if saved > MAX_FILES {
+            return Err(Failure::TooManyFiles);
+        }
         w.begin(tag::FILE);
         w.u32(fd as u32);
         w.u32(status | if cloexec { k::O_CLOEXEC } else { 0 });
@@ -664,6 +782,7 @@ fn region(
     pagemap: &OwnedFd,
     bounce: &mut [u8],
     pagemap_buf: &mut [u8],
+    maybe: &mut [u8],
 ) {
     let special = match m.path {
         b"[vdso]" => flags::VDSO,
@@ -702,18 +821,21 @@ fn region(
             let n = CHUNK_PAGES.min(pages - first);
             let base = m.start + first as u64 * PAGE_SIZE;
             let len = n * PAGE_SIZE as usize;
-            let mut maybe = [true; CHUNK_PAGES];
+            let Some(maybe) = maybe.get_mut(..CHUNK_PAGES) else {
+                break;
+            };
+            maybe.fill(1);
             if anonymous {
                 let entries = pagemap_buf.get_mut(..n * 8).unwrap_or(&mut []);
                 if rustix::io::pread(pagemap, &mut *entries, base / PAGE_SIZE * 8)
                     .is_ok_and(|r| r == n * 8)
                 {
                     for (i, e) in entries.chunks_exact(8).enumerate() {
-                        maybe[i] = word(e, 0) & (PM_PRESENT | PM_SWAPPED) != 0;
+                        maybe[i] = u8::from(word(e, 0) & (PM_PRESENT | PM_SWAPPED) != 0);
                     }
                 }
             }
-            if maybe[..n].iter().any(|&b| b) {
+            if maybe[..n].iter().any(|&b| b != 0) {
                 let data: &[u8] = if in_place {
                     // SAFETY: readable anonymous memory of the program, mapped (listed in maps) and not
                     // changing while this thread, its only one, is in the handler.
@@ -729,18 +851,18 @@ fn region(
                         data.get(i * PAGE_SIZE as usize..(i + 1) * PAGE_SIZE as usize)
                             .unwrap_or(&[])
                     };
-                    if !maybe[i] || is_zero(page(i)) {
+                    if maybe[i] == 0 || is_zero(page(i)) {
                         i += 1;
                         continue;
                     }
                     let run_start = i;
-                    while i < n && maybe[i] && !is_zero(page(i)) {
+                    while i < n && maybe[i] != 0 && !is_zero(page(i)) {
                         i += 1;
                     }
                     w.u64((first + run_start) as u64);
                     w.u64((i - run_start) as u64);
                     w.pad_to_page();
-                    w.put(
+                    w.put_data(
                         data.get(run_start * PAGE_SIZE as usize..i * PAGE_SIZE as usize)
                             .unwrap_or(&[]),
                     );
@@ -749,6 +871,7 @@ fn region(
             first += n;
         }
     }
+    w.layout_trailer();
     w.end();
 }
 

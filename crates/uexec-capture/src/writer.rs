@@ -16,6 +16,8 @@ pub struct Writer<'b> {
     tag: u32,
     payload: u64,
     sum: Checksum,
+    /// A region record's layout checksum: its payload but the run data ([`Writer::put_data`]).
+    layout: Checksum,
     error: Option<Errno>,
 }
 
@@ -42,6 +44,7 @@ impl<'b> Writer<'b> {
             tag: 0,
             payload: 0,
             sum: Checksum::new(),
+            layout: Checksum::new(),
             error: None,
         }
     }
@@ -98,14 +101,27 @@ impl<'b> Writer<'b> {
         self.tag = tag;
         self.payload = 0;
         self.sum = Checksum::new();
+        self.layout = Checksum::new();
         self.raw(&record_head(tag, 0));
     }
 
     /// Appends payload bytes.
     pub fn put(&mut self, bytes: &[u8]) {
+        self.layout.update(bytes);
+        self.put_data(bytes);
+    }
+
+    /// Appends a region's page data: payload, but not part of its layout checksum.
+    pub fn put_data(&mut self, bytes: &[u8]) {
         self.sum.update(bytes);
         self.payload += bytes.len() as u64;
         self.raw(bytes);
+    }
+
+    /// Ends a region's payload with its layout checksum (everything put so far but the data).
+    pub fn layout_trailer(&mut self) {
+        let sum = self.layout.finish();
+        self.put_data(&sum.to_le_bytes());
     }
 
     pub fn u32(&mut self, v: u32) {

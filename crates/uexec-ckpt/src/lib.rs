@@ -593,6 +593,14 @@ fn region<'a>(raw: &Raw<'a>, page_size: u64) -> Result<Region<'a>, Error> {
         return Err(Error::BadRegion(raw.at));
     }
     let runs_at = raw.at + RECORD_HEAD_LEN as u64 + g.at as u64;
+    // The payload ends with the layout checksum: everything before it but the run data.
+    let rest = g.rest();
+    let Some(split) = rest.len().checked_sub(8) else {
+        return Err(bad);
+    };
+    let (runs, trailer) = rest.split_at(split);
+    let mut layout = Checksum::new();
+    layout.update(raw.payload.get(..g.at).unwrap_or(&[]));
     let r = Region {
         start,
         end,
@@ -600,7 +608,7 @@ fn region<'a>(raw: &Raw<'a>, page_size: u64) -> Result<Region<'a>, Error> {
         flags,
         offset,
         path,
-        runs: g.rest(),
+        runs,
         runs_at,
         page_size,
     };
@@ -609,25 +617,27 @@ fn region<'a>(raw: &Raw<'a>, page_size: u64) -> Result<Region<'a>, Error> {
     let mut get = Get::new(r.runs);
     let mut next_free = 0u64;
     while !get.rest().is_empty() {
-        let first = get.u64().ok_or(bad)?;
-        let count = get.u64().ok_or(bad)?;
+        let head = get.bytes(16).ok_or(bad)?;
+        layout.update(head);
+        let mut h = Get::new(head);
+        let (first, count) = (h.u64().ok_or(bad)?, h.u64().ok_or(bad)?);
         let stop = first.checked_add(count).ok_or(bad)?;
         if count == 0 || first < next_free || stop > pages {
             return Err(bad);
         }
         let padding = run_padding(runs_at + get.at as u64, page_size);
-        if get
-            .bytes(padding as usize)
-            .ok_or(bad)?
-            .iter()
-            .any(|&b| b != 0)
-        {
+        let zeros = get.bytes(padding as usize).ok_or(bad)?;
+        if zeros.iter().any(|&b| b != 0) {
             return Err(bad);
         }
+        layout.update(zeros);
         let len = count.checked_mul(page_size).ok_or(bad)?;
         get.bytes(usize::try_from(len).map_err(|_| bad)?)
             .ok_or(bad)?;
         next_free = stop;
+    }
+    if trailer != layout.finish().to_le_bytes() {
+        return Err(Error::Checksum(raw.at));
     }
     if flags & (flags::VDSO | flags::VVAR) != 0 && !r.runs.is_empty() {
         return Err(bad);
@@ -722,8 +732,9 @@ pub fn parse(bytes: &[u8]) -> Result<Image<'_>, Error> {
 pub enum Verify {
     /// Every record.
     Everything,
-    /// Every record but the regions, whose layout (runs, padding, bounds) is still checked: for a
-    /// lazy restart, which must not read every page before the program runs again.
+    /// Every record, but of the regions only their layout (addresses, protection, flags, path, run
+    /// heads: the layout checksum at the end of each region record), not their page data: for a lazy
+    /// restart, which must not read every page before the program runs again.
     AllButPages,
 }
 

@@ -26,13 +26,24 @@ fn region_payload(at: usize, start: u64, end: u64, runs: &[(u64, u64, u8)]) -> V
     le(&mut p, 0);
     le(&mut p, 6);
     p.extend_from_slice(b"[heap]\0\0");
+    let mut layout_end = Vec::new();
     for &(first, count, byte) in runs {
         le(&mut p, first);
         le(&mut p, count);
         let padding = (4096 - (at + p.len()) % 4096) % 4096;
         p.resize(p.len() + padding, 0);
+        layout_end.push((p.len(), (count * PAGE_SIZE) as usize));
         p.resize(p.len() + (count * PAGE_SIZE) as usize, byte);
     }
+    // The layout checksum: everything so far but the run data.
+    let mut layout = Checksum::new();
+    let mut from = 0;
+    for (data_at, len) in layout_end {
+        layout.update(&p[from..data_at]);
+        from = data_at + len;
+    }
+    layout.update(&p[from..]);
+    le(&mut p, layout.finish());
     p
 }
 
@@ -194,7 +205,7 @@ fn overlapping_and_bad_runs() {
         let skip = HEADER_LEN
             + img
                 .regions()
-                .map(|r| RECORD_HEAD_LEN + REGION_FIXED + 8 + r.runs.len() + 8)
+                .map(|r| RECORD_HEAD_LEN + REGION_FIXED + 8 + r.runs.len() + 8 + 8)
                 .sum::<usize>();
         out.extend_from_slice(&good[skip..]);
         out
@@ -307,4 +318,17 @@ fn a_lazy_parse_trusts_page_contents_but_not_their_layout() {
     for len in 0..bytes.len() {
         assert!(parse_with(&bytes[..len], Verify::AllButPages).is_err());
     }
+}
+
+#[test]
+fn a_lazy_parse_still_checks_region_layout() {
+    let bytes = image();
+    // The first region's prot (offset 16 in its payload, after the header and the record head).
+    let prot_at = HEADER_LEN + RECORD_HEAD_LEN + 16;
+    let mut flipped = bytes.clone();
+    flipped[prot_at] ^= 1;
+    assert!(matches!(
+        parse_with(&flipped, Verify::AllButPages),
+        Err(Error::Checksum(_))
+    ));
 }

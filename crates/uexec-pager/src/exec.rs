@@ -23,7 +23,7 @@
 //! such exec of more than [`ARGS_ON_STACK`] arguments).
 
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use linux_raw_sys::general as k;
 
@@ -31,29 +31,36 @@ use crate::pager;
 use crate::trap::{raw, read_word};
 
 /// A descriptor of the pager's own binary, opened before `/proc/self/exe` changed.
-static SELF_FD: AtomicI32 = AtomicI32::new(-1);
+/// The pager's own binary, by path (a descriptor kept for it would be one the program sees).
+static mut SELF_PATH: [u8; MAX_STRING as usize] = [0; MAX_STRING as usize];
+static SELF_SET: AtomicBool = AtomicBool::new(false);
 /// The pager's own leading arguments (`dpager -q --stats ...`), NUL-separated.
-static mut PREFIX: [u8; 256] = [0; 256];
+/// Room for the pager's leading arguments: a few options and a `--log-append` path.
+const PREFIX_ROOM: usize = 4096 + 256;
+static mut PREFIX: [u8; PREFIX_ROOM] = [0; PREFIX_ROOM];
 static PREFIX_LEN: AtomicUsize = AtomicUsize::new(0);
 /// The program's absolute path, NUL-terminated: what `/proc/self/exe` names natively (it names the
 /// pager when the pager could not point it at the program, as for an unprivileged user).
 static mut PROGRAM: [u8; MAX_STRING as usize] = [0; MAX_STRING as usize];
 
-const AT_EMPTY_PATH: u64 = k::AT_EMPTY_PATH as u64;
 const MAX_STRING: u64 = 4096;
 /// Pointers of the new argv kept on the handler's stack (16 KiB).
 pub const ARGS_ON_STACK: usize = 2048;
 /// Most of the pager's own leading arguments.
 const MAX_PREFIX: usize = 8;
 
-/// Records how to start the pager again: its binary (`self_fd`) and leading arguments (NUL-terminated
+/// Records how to start the pager again: its binary (`self_path`) and leading arguments (NUL-terminated
 /// strings, concatenated), and the program's path (made absolute here, before the program can change
 /// directory). Returns false if they do not fit.
 ///
 /// # Safety
 ///
 /// Single-threaded set-up, before the program runs.
-pub unsafe fn configure(self_fd: i32, prefix: &[u8], program: &core::ffi::CStr) -> bool {
+pub unsafe fn configure(
+    self_path: &core::ffi::CStr,
+    prefix: &[u8],
+    program: &core::ffi::CStr,
+) -> bool {
     // SAFETY: set-up is single-threaded; PROGRAM is read only by the handler afterwards.
     let absolute = unsafe { &mut *core::ptr::addr_of_mut!(PROGRAM) };
     let program = program.to_bytes();
@@ -93,7 +100,10 @@ pub unsafe fn configure(self_fd: i32, prefix: &[u8], program: &core::ffi::CStr) 
     // SAFETY: set-up is single-threaded; PREFIX is read only by the handler afterwards.
     let slot = unsafe { &mut *core::ptr::addr_of_mut!(PREFIX) };
     // The last byte stays NUL, so every part is terminated.
-    let Some(dest) = slot.get_mut(..prefix.len()).filter(|_| prefix.len() < 256) else {
+    let Some(dest) = slot
+        .get_mut(..prefix.len())
+        .filter(|_| prefix.len() < PREFIX_ROOM)
+    else {
         return false;
     };
     dest.copy_from_slice(prefix);
@@ -101,7 +111,14 @@ pub unsafe fn configure(self_fd: i32, prefix: &[u8], program: &core::ffi::CStr) 
         return false;
     }
     PREFIX_LEN.store(prefix.len(), Ordering::Relaxed);
-    SELF_FD.store(self_fd, Ordering::Relaxed);
+    // SAFETY: set-up is single-threaded; SELF_PATH is read only by the handler afterwards.
+    let own = unsafe { &mut *core::ptr::addr_of_mut!(SELF_PATH) };
+    let path = self_path.to_bytes_with_nul();
+    let Some(dest) = own.get_mut(..path.len()) else {
+        return false;
+    };
+    dest.copy_from_slice(path);
+    SELF_SET.store(true, Ordering::Release);
     true
 }
 
@@ -373,7 +390,6 @@ fn read_head(path: u64, buf: &mut [u8]) -> Option<usize> {
 /// `mask` is the program's blocked set, which the new process inherits (not the handler's).
 pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     const EXECVE: u64 = k::__NR_execve as u64;
-    const EXECVEAT: u64 = k::__NR_execveat as u64;
     const RT_SIGPROCMASK: u64 = k::__NR_rt_sigprocmask as u64;
     const SIG_SETMASK: u64 = k::SIG_SETMASK as u64;
     let direct = || raw(EXECVE, &[path, argv, envp, 0, 0, 0]);
@@ -381,10 +397,11 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
         // A path the kernel cannot read: its EFAULT, without reading it here.
         return direct();
     }
-    let self_fd = SELF_FD.load(Ordering::Relaxed);
-    if self_fd < 0 {
+    if !SELF_SET.load(Ordering::Acquire) {
         return direct();
     }
+    // SAFETY: SELF_PATH is written only during set-up, before SELF_SET.
+    let self_path = unsafe { (*core::ptr::addr_of!(SELF_PATH)).as_ptr() as u64 };
     // The program re-executing itself: what it runs natively is the program, whatever the link says
     // here (it names the pager when the pager could not point it at the program).
     let runs = if is_own_exe(path) {
@@ -437,15 +454,8 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
                 ],
             );
             raw(
-                EXECVEAT,
-                &[
-                    self_fd as u64,
-                    c"".as_ptr() as u64,
-                    pointers.as_ptr() as u64,
-                    envp,
-                    AT_EMPTY_PATH,
-                    0,
-                ],
+                EXECVE,
+                &[self_path, pointers.as_ptr() as u64, envp, 0, 0, 0],
             );
             // Only a failure returns; put the handler's mask back and let the kernel judge the original
             // call instead.

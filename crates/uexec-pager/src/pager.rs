@@ -1154,7 +1154,9 @@ fn run_program_handler(
             .cast::<u64>()
             .read_unaligned()
     };
-    let mask = (interrupted | action.mask) & !never;
+    // The checkpoint signal waits while the program's handler runs on the pager's stack (see
+    // trap::hold_during_traps): its frame would hold the pager's registers.
+    let mask = ((interrupted | action.mask) & !never) | crate::trap::held_in_traps();
     let mut old: u64 = 0;
     // SAFETY: rt_sigprocmask with pointers to local sets of the kernel's size (8 bytes).
     unsafe {

@@ -978,6 +978,11 @@ pub fn hold_during_traps(sig: u32) {
     }
 }
 
+/// The signals [`hold_during_traps`] holds.
+pub fn held_in_traps() -> u64 {
+    HELD_IN_TRAPS.load(Ordering::Relaxed)
+}
+
 /// The SIGSEGV and SIGSYS bits the calling thread asked to block (the kernel's mask never has them).
 pub fn program_blocked() -> u64 {
     virtual_blocked(rustix::thread::gettid().as_raw_nonzero().get() as u32)

@@ -32,15 +32,14 @@ const SPECIAL_PARK: u64 = 0x3c00_f000_0000;
 /// The top of the user address space with 4-level paging (`TASK_SIZE_MAX`).
 const TASK_SIZE: u64 = (1 << 47) - 4096;
 /// Most regular files an image may reopen.
-pub const MAX_FILES: usize = 256;
+pub const MAX_FILES: usize = uexec_capture::MAX_FILES;
 
 /// A descriptor to restore: `temp` is open already (before the point of no return) at a number
-/// clear of every target; it is moved to `fd` and positioned at `offset`.
+/// clear of every target and positioned at its offset (which `dup3` shares); it is moved to `fd`.
 #[derive(Copy, Clone, Debug, Default)]
 pub struct Reopened {
     pub fd: u32,
     pub temp: i32,
-    pub offset: u64,
     pub cloexec: bool,
 }
 
@@ -337,17 +336,6 @@ extern "C" fn rebuild(plan: *const Plan<'_>) -> ! {
                 file.temp as u64,
                 u64::from(file.fd),
                 cloexec,
-                0,
-                0,
-            ),
-        );
-        must(
-            "seeking a file",
-            call(
-                k::__NR_lseek,
-                u64::from(file.fd),
-                file.offset,
-                u64::from(k::SEEK_SET),
                 0,
                 0,
             ),

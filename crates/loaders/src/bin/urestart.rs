@@ -227,12 +227,19 @@ fn main(startup: &Startup) -> i32 {
             & !(OFlags::CREATE | OFlags::EXCL | OFlags::TRUNC | OFlags::CLOEXEC | OFlags::NOCTTY);
         let opened = rustix::fs::open(path.as_cstr(), reopen | OFlags::CLOEXEC, Mode::empty())
             .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(&fd, highest as i32 + 1));
-        match opened {
+        // Positioned now, on the temporary descriptor (the one moved into place shares its offset):
+        // a failure is a refusal, before anything changed. An O_PATH descriptor has no offset.
+        let positioned = opened.and_then(|temp| {
+            if !reopen.contains(OFlags::PATH) {
+                rustix::fs::seek(&temp, rustix::fs::SeekFrom::Start(f.offset))?;
+            }
+            Ok(temp)
+        });
+        match positioned {
             Ok(temp) => {
                 *slot = Reopened {
                     fd: f.fd,
                     temp: temp.into_raw_fd(),
-                    offset: f.offset,
                     cloexec: f.flags & linux_raw_sys::general::O_CLOEXEC != 0,
                 };
                 n_files += 1;
@@ -265,6 +272,26 @@ fn main(startup: &Startup) -> i32 {
     let request = checkpoint::Request {
         image: args.ckpt_image.unwrap_or(args.image),
         signal,
+    };
+    if args.lazy {
+        if let Err(why) = lazy_fits(&image, &fd) {
+            return refuse(&why);
+        }
+    }
+    // No signal from here on: a checkpoint signal now would find urestart, not the program
+    // (rt_sigreturn gives the program its own mask).
+    let all: u64 = !0;
+    // SAFETY: rt_sigprocmask with a pointer to a local 8-byte set.
+    unsafe {
+        uexec_capture::sys::syscall6(
+            linux_raw_sys::general::__NR_rt_sigprocmask,
+            u64::from(linux_raw_sys::general::SIG_BLOCK),
+            &all as *const u64 as u64,
+            0,
+            8,
+            0,
+            0,
+        )
     };
     // SAFETY: single-threaded; urestart's code stays mapped (in the kept loader range).
     if let Err(status) = unsafe { checkpoint::install(TOOL, &request, &[], &[], None) } {
@@ -299,6 +326,52 @@ fn main(startup: &Startup) -> i32 {
     };
     // SAFETY: the plan was checked against this process, which runs nothing else.
     unsafe { uexec_restore::restore(plan) }
+}
+
+/// `--lazy` maps every stored run separately from the image: refused before anything changes when
+/// that would pass `vm.max_map_count`, or when the image's file system refuses executable mappings
+/// (a `noexec` mount) and some run needs one.
+fn lazy_fits(image: &Image<'_>, fd: &rustix::fd::OwnedFd) -> Result<(), &'static str> {
+    let mut buf = [0u8; 32];
+    let limit = uexec_capture::sys::read_file(c"/proc/sys/vm/max_map_count", &mut buf)
+        .ok()
+        .and_then(|b| core::str::from_utf8(b).ok()?.trim().parse::<u64>().ok())
+        .unwrap_or(65530);
+    let (mut mappings, mut exec) = (0u64, false);
+    for r in image.regions() {
+        let runs = r.runs().count() as u64;
+        mappings += 1 + 2 * runs;
+        exec |= runs > 0 && r.prot & 4 != 0;
+    }
+    // Room for urestart's own mappings and the program's growth.
+    if mappings + 1024 > limit {
+        return Err(
+            "--lazy would need more mappings than vm.max_map_count allows; restart without --lazy",
+        );
+    }
+    if exec {
+        // SAFETY: a fresh private mapping of the image's first page, unmapped at once.
+        let probe = unsafe {
+            rustix::mm::mmap(
+                core::ptr::null_mut(),
+                4096,
+                ProtFlags::READ | ProtFlags::EXEC,
+                MapFlags::PRIVATE,
+                fd,
+                0,
+            )
+        };
+        match probe {
+            // SAFETY: the page just mapped, used by nothing.
+            Ok(p) => unsafe {
+                let _ = rustix::mm::munmap(p, 4096);
+            },
+            Err(_) => {
+                return Err("the image's file system refuses executable mappings (noexec); restart without --lazy")
+            }
+        }
+    }
+    Ok(())
 }
 
 struct FileRefusal<'a>(u32, &'a [u8], Errno);
