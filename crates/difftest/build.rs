@@ -246,6 +246,15 @@ const SPECS: &[Spec] = &[
         role: Role::Alone,
         flags: &[],
     },
+    // System calls that reach their buffers through memory (issue 8): run case by case by
+    // tests/indirect_calls.rs.
+    Spec {
+        name: "indirect_calls",
+        sources: &["indirect_calls.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &[],
+    },
     Spec {
         name: "fixed_addr",
         sources: &["fixed_addr.c"],

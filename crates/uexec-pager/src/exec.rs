@@ -393,6 +393,10 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     const RT_SIGPROCMASK: u64 = k::__NR_rt_sigprocmask as u64;
     const SIG_SETMASK: u64 = k::SIG_SETMASK as u64;
     let direct = || raw(EXECVE, &[path, argv, envp, 0, 0, 0]);
+    if !crate::trap::readable_string(path, MAX_STRING as usize) {
+        // A path the kernel cannot read: its EFAULT, without reading it here.
+        return direct();
+    }
     if !SELF_SET.load(Ordering::Acquire) {
         return direct();
     }

@@ -387,13 +387,8 @@ pub(crate) fn sigaltstack(new: u64, old: u64, context: *mut c_void) -> i64 {
 }
 
 fn write_stack(addr: u64, stack: &SignalStack) -> bool {
-    if addr < PAGE_SIZE {
-        return false;
-    }
-    // SAFETY: the program passed this pointer for the kernel to write a stack_t to; prefault made it
-    // accessible if it lies in the image.
-    unsafe { (addr as *mut SignalStack).write_unaligned(*stack) };
-    true
+    // Through the kernel, so that a bad pointer gives EFAULT, as natively, instead of a fault here.
+    crate::trap::write_bytes(addr, stack)
 }
 
 /// The program's `exit(code)` from one thread: its pager stack goes back to the pool, then the thread

@@ -25,7 +25,11 @@
 //! # Safety
 //!
 //! The SIGSYS handler has the constraints of the SIGSEGV handler (no TLS, errno, allocator, locks, fmt,
-//! panics). It reads the program's memory only through pages it first made accessible.
+//! panics). The structures it follows and the values it reads or writes back for the program (iovecs,
+//! `msghdr`s, signal sets, `sigaction`/`sigaltstack` structs, argv arrays) go through
+//! `process_vm_readv`/`writev` on its own pid after the lazy pages are granted (see [`peek`]): a garbage
+//! pointer gives `EFAULT`, as natively, not a fault in the handler. (execve's path and argument strings
+//! are still read directly by `crate::exec`, after being granted.)
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -76,6 +80,26 @@ pub(crate) mod nr {
     pub const CLONE: u64 = k::__NR_clone as u64;
     pub const EXIT: u64 = k::__NR_exit as u64;
     pub const CLONE3: u64 = k::__NR_clone3 as u64;
+    pub const GETPID: u64 = k::__NR_getpid as u64;
+    pub const PROCESS_VM_READV: u64 = k::__NR_process_vm_readv as u64;
+    pub const PROCESS_VM_WRITEV: u64 = k::__NR_process_vm_writev as u64;
+    pub const PREADV: u64 = k::__NR_preadv as u64;
+    pub const PWRITEV: u64 = k::__NR_pwritev as u64;
+    pub const PREADV2: u64 = k::__NR_preadv2 as u64;
+    pub const PWRITEV2: u64 = k::__NR_pwritev2 as u64;
+    pub const VMSPLICE: u64 = k::__NR_vmsplice as u64;
+    pub const SENDMSG: u64 = k::__NR_sendmsg as u64;
+    pub const RECVMSG: u64 = k::__NR_recvmsg as u64;
+    pub const SENDMMSG: u64 = k::__NR_sendmmsg as u64;
+    pub const RECVMMSG: u64 = k::__NR_recvmmsg as u64;
+    pub const FUTEX_WAITV: u64 = k::__NR_futex_waitv as u64;
+    pub const IO_SUBMIT: u64 = k::__NR_io_submit as u64;
+    pub const IO_GETEVENTS: u64 = k::__NR_io_getevents as u64;
+    pub const IO_PGETEVENTS: u64 = k::__NR_io_pgetevents as u64;
+    pub const POLL: u64 = k::__NR_poll as u64;
+    pub const PPOLL: u64 = k::__NR_ppoll as u64;
+    pub const EPOLL_WAIT: u64 = k::__NR_epoll_wait as u64;
+    pub const EPOLL_PWAIT: u64 = k::__NR_epoll_pwait as u64;
 }
 
 /// Classic BPF, as `struct sock_filter`.
@@ -109,7 +133,11 @@ const fn data_arg_low(i: u32) -> u32 {
     16 + 8 * i
 }
 
-const MAX_INSNS: usize = 320;
+const MAX_INSNS: usize = 400;
+/// Labels a program may place: the fixed ones below [`FIRST_FREE_LABEL`], then one per subtree of the
+/// call-number tree.
+const MAX_LABELS: usize = 192;
+const UNPLACED: usize = usize::MAX;
 
 /// Where a conditional jump goes.
 #[derive(Copy, Clone)]
@@ -126,12 +154,16 @@ enum To {
 /// Most ranges the filter checks arguments against.
 pub const MAX_RANGES: usize = 4;
 
-/// A straight-line filter program with two exits at its end: `TRAP` then `ALLOW`.
+/// A straight-line filter program with two exits at its end: `TRAP` then `ALLOW`. A program that
+/// overflows, uses an unplaced label, jumps backwards or further than 8 bits allow is refused by
+/// [`Program::finish`].
 struct Program {
     insns: [Insn; MAX_INSNS],
     targets: [(To, To); MAX_INSNS],
     len: usize,
-    labels: [usize; 8],
+    labels: [usize; MAX_LABELS],
+    next_label: usize,
+    overflow: bool,
 }
 
 impl Program {
@@ -145,13 +177,24 @@ impl Program {
             }; MAX_INSNS],
             targets: [(To::Next, To::Next); MAX_INSNS],
             len: 0,
-            labels: [0; 8],
+            labels: [UNPLACED; MAX_LABELS],
+            next_label: FIRST_FREE_LABEL,
+            overflow: false,
         }
     }
 
+    /// A fresh label id, to be placed later.
+    fn new_label(&mut self) -> usize {
+        let id = self.next_label;
+        self.next_label += 1;
+        self.overflow |= id >= MAX_LABELS;
+        id
+    }
+
     fn label(&mut self, id: usize) {
-        if let Some(slot) = self.labels.get_mut(id) {
-            *slot = self.len;
+        match self.labels.get_mut(id) {
+            Some(slot) => *slot = self.len,
+            None => self.overflow = true,
         }
     }
 
@@ -167,6 +210,8 @@ impl Program {
             };
             *targets = (jt, jf);
             self.len += 1;
+        } else {
+            self.overflow = true;
         }
     }
 
@@ -174,11 +219,12 @@ impl Program {
         self.emit(LD_ABS, offset, To::Next, To::Next);
     }
 
-    /// Appends the two exits and turns the symbolic jump targets into offsets.
+    /// Appends the two exits and turns the symbolic jump targets into offsets; empty if the program
+    /// cannot be built as written.
     fn finish(&mut self) -> &[Insn] {
         let trap = self.len;
         let labels = self.labels;
-        let mut too_far = false;
+        let mut bad = self.overflow || trap + 2 > MAX_INSNS;
         for (i, (insn, targets)) in self
             .insns
             .iter_mut()
@@ -188,20 +234,29 @@ impl Program {
         {
             let mut resolve = |t: To| -> u8 {
                 let offset = match t {
-                    To::Next => 0,
-                    To::Skip(n) => usize::from(n),
-                    To::Trap => trap - i - 1,
-                    To::Allow => trap - i,
-                    To::Label(id) => labels.get(id).map_or(0, |&at| at.saturating_sub(i + 1)),
+                    To::Next => Some(0),
+                    To::Skip(n) => Some(usize::from(n)),
+                    To::Trap => Some(trap - i - 1),
+                    To::Allow => Some(trap - i),
+                    To::Label(id) => labels
+                        .get(id)
+                        .filter(|&&at| at != UNPLACED && at > i)
+                        .map(|&at| at - i - 1),
                 };
-                too_far |= offset > usize::from(u8::MAX);
-                offset as u8
+                match offset {
+                    Some(offset) if offset <= usize::from(u8::MAX) => offset as u8,
+                    _ => {
+                        bad = true;
+                        0
+                    }
+                }
             };
             insn.jt = resolve(targets.0);
             insn.jf = resolve(targets.1);
         }
-        if too_far {
-            // A jump that does not fit in 8 bits: refuse to build a filter that would misbehave.
+        if bad {
+            // A jump that does not fit in 8 bits (or goes nowhere): refuse to build a filter that would
+            // misbehave.
             self.len = 0;
             return &[];
         }
@@ -212,15 +267,14 @@ impl Program {
 }
 
 /// The calls that take pointers the kernel dereferences, with how many leading arguments to check (the
-/// highest pointer argument's position + 1). Calls not listed are never trapped for their arguments:
+/// highest pointer argument's position + 1). The calls that also reach buffers through memory are in
+/// [`INDIRECT_CALLS`] instead. Calls not listed are never trapped for their arguments:
 /// an image page they alone would touch first gets EFAULT (none of the common ones).
 const POINTER_CALLS: &[(u64, usize)] = &[
     (nr(k::__NR_read), 2), // read(fd, buf, n)
     (nr(k::__NR_write), 2),
     (nr(k::__NR_pread64), 2),
     (nr(k::__NR_pwrite64), 2),
-    (nr(k::__NR_readv), 2), // readv(fd, iov, n)
-    (nr(k::__NR_writev), 2),
     (nr(k::__NR_futex), 1),  // futex(uaddr, ...)
     (nr(k::__NR_open), 1),   // open(path)
     (nr(k::__NR_openat), 2), // openat(dirfd, path)
@@ -287,8 +341,6 @@ const POINTER_CALLS: &[(u64, usize)] = &[
     (nr(k::__NR_bind), 2),
     (nr(k::__NR_sendto), 5),
     (nr(k::__NR_recvfrom), 6),
-    (nr(k::__NR_sendmsg), 2),
-    (nr(k::__NR_recvmsg), 2),
     (nr(k::__NR_getsockname), 3),
     (nr(k::__NR_getpeername), 3),
     (nr(k::__NR_socketpair), 4),
@@ -303,7 +355,10 @@ const POINTER_CALLS: &[(u64, usize)] = &[
     (nr(k::__NR_rt_sigsuspend), 1),
     (nr(k::__NR_getitimer), 2),
     (nr(k::__NR_setitimer), 3),
-    (nr(k::__NR_mmap), 1), // mmap(addr): the program takes over image pages
+    (nr(k::__NR_io_setup), 2),      // io_setup(n, ctxp)
+    (nr(k::__NR_io_getevents), 5),  // io_getevents(ctx, min, n, events, timeout)
+    (nr(k::__NR_io_pgetevents), 6), // io_pgetevents(..., timeout, sig)
+    (nr(k::__NR_mmap), 1),          // mmap(addr): the program takes over image pages
     (nr(k::__NR_mprotect), 1),
     (nr(k::__NR_munmap), 1),
     (nr(k::__NR_mremap), 1),
@@ -315,52 +370,292 @@ const fn nr(call: u32) -> u64 {
     call as u64
 }
 
-/// Label ids: `CHECK + k` checks arguments k-1 down to 0; `CLONE_FLAGS` looks at `clone`'s flags.
-const CHECK: usize = 0;
-const CLONE_FLAGS: usize = 7;
+/// The calls whose buffers are reached through a pointer in memory (an iovec array, a `msghdr`, ...),
+/// with how many leading arguments are direct pointers. The filter cannot see where the buffers are, so
+/// while lazy ranges exist these calls are always trapped, wherever their arguments point; the handler
+/// follows the structures (see [`prepare_indirect`]).
+const INDIRECT_CALLS: &[(u64, usize)] = &[
+    (nr(k::__NR_readv), 2), // readv(fd, iov, n)
+    (nr(k::__NR_writev), 2),
+    (nr(k::__NR_preadv), 2),
+    (nr(k::__NR_pwritev), 2),
+    (nr(k::__NR_preadv2), 2),
+    (nr(k::__NR_pwritev2), 2),
+    (nr(k::__NR_sendmsg), 2), // sendmsg(fd, msg, flags)
+    (nr(k::__NR_recvmsg), 2),
+    (nr(k::__NR_sendmmsg), 2),          // sendmmsg(fd, msgvec, n, flags)
+    (nr(k::__NR_recvmmsg), 5),          // recvmmsg(fd, msgvec, n, flags, timeout)
+    (nr(k::__NR_process_vm_readv), 4),  // (pid, local_iov, n, remote_iov, n, flags)
+    (nr(k::__NR_process_vm_writev), 4), //
+    (nr(k::__NR_vmsplice), 2),          // vmsplice(fd, iov, n, flags)
+    (nr(k::__NR_futex_waitv), 4),       // futex_waitv(waiters, n, flags, timeout, clock)
+    (nr(k::__NR_io_submit), 3),         // io_submit(ctx, n, iocbpp)
+];
 
-/// Builds the filter: calls from the loader are allowed; some calls are always trapped; the calls in
-/// [`POINTER_CALLS`] are trapped when one of their pointer arguments lies in one of `ranges`.
-fn build_filter(program: &mut Program, ranges: &[(u64, u64)], trap_exit: bool) {
-    program.load(DATA_ARCH);
-    program.emit(JEQ, AUDIT_ARCH_X86_64, To::Next, To::Allow);
-    program.load(DATA_IP_HIGH);
-    program.emit(JEQ, LOADER_IP_HIGH, To::Allow, To::Next);
-    program.load(DATA_NR);
-    // clone3 hides its flags in memory: the C libraries fall back to clone, whose flags are seen.
-    program.emit(JEQ, nr::CLONE3 as u32, To::Next, To::Skip(1));
-    program.emit(RET, SECCOMP_RET_ERRNO | ENOSYS, To::Next, To::Next);
-    program.emit(JEQ, nr::CLONE as u32, To::Label(CLONE_FLAGS), To::Next);
-    for always in [
-        nr::RT_SIGACTION,
-        nr::RT_SIGPROCMASK,
-        nr::SIGALTSTACK,
-        nr::EXECVE,
-        nr::EXECVEAT,
-        nr::EXIT,
-    ] {
-        program.emit(JEQ, always as u32, To::Trap, To::Next);
+/// What the filter does with one system-call number (from the program's code).
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum Action {
+    Allow,
+    Trap,
+    /// `clone3`: `ENOSYS`.
+    Enosys,
+    /// `clone`: trapped when it makes a thread.
+    CloneFlags,
+    /// Trapped when one of the first `k` (1..=6) arguments lies in a range.
+    Check(u8),
+}
+
+/// Fixed label ids: `CHECK + k` checks arguments k-1 down to 0 (after the loader test), `ARG + a`
+/// starts the range test of argument a.
+const CHECK: usize = 0; // 1..=6 used
+const ARG: usize = 7; // 0..=5
+const CLONE_FLAGS: usize = 13;
+const TRAP_FROM_PROGRAM: usize = 14;
+const ENOSYS_FROM_PROGRAM: usize = 15;
+const ALLOW_AFTER_TREE: usize = 16;
+const FIRST_FREE_LABEL: usize = 17;
+
+/// Most distinct call numbers the filter names.
+const MAX_CALLS: usize = 160;
+
+/// The calls the filter names, sorted by number, with what it does with each; every other number is
+/// allowed.
+struct CallTable {
+    calls: [(u32, Action); MAX_CALLS],
+    len: usize,
+}
+
+impl CallTable {
+    fn new(lazy: bool, trap_exit: bool) -> Self {
+        let mut table = Self {
+            calls: [(0, Action::Allow); MAX_CALLS],
+            len: 0,
+        };
+        // The later entries for a number win: the always-trapped calls over the pointer checks.
+        if lazy {
+            for &(call, k) in POINTER_CALLS {
+                table.set(call, Action::Check(k.clamp(1, 6) as u8));
+            }
+            for &(call, _) in INDIRECT_CALLS {
+                table.set(call, Action::Trap);
+            }
+        }
+        for always in [
+            nr::RT_SIGACTION,
+            nr::RT_SIGPROCMASK,
+            nr::SIGALTSTACK,
+            nr::EXECVE,
+            nr::EXECVEAT,
+            nr::EXIT,
+        ] {
+            table.set(always, Action::Trap);
+        }
+        if trap_exit {
+            table.set(nr::EXIT_GROUP, Action::Trap);
+        }
+        table.set(nr::CLONE, Action::CloneFlags);
+        table.set(nr::CLONE3, Action::Enosys);
+        table
     }
-    if trap_exit {
-        program.emit(JEQ, nr::EXIT_GROUP as u32, To::Trap, To::Next);
-    }
-    if !ranges.is_empty() {
-        for &(call, k) in POINTER_CALLS {
-            program.emit(JEQ, call as u32, To::Label(CHECK + k.min(6)), To::Next);
+
+    /// Inserts or replaces, keeping the table sorted.
+    fn set(&mut self, call: u64, action: Action) {
+        let call = call as u32;
+        let used = self.calls.get(..self.len).unwrap_or(&[]);
+        match used.binary_search_by_key(&call, |&(n, _)| n) {
+            Ok(i) => {
+                if let Some(slot) = self.calls.get_mut(i) {
+                    slot.1 = action;
+                }
+            }
+            Err(i) if self.len < MAX_CALLS => {
+                self.calls.copy_within(i..self.len, i + 1);
+                if let Some(slot) = self.calls.get_mut(i) {
+                    *slot = (call, action);
+                }
+                self.len += 1;
+            }
+            Err(_) => {}
         }
     }
+
+    #[cfg(test)]
+    fn action(&self, call: u32) -> Action {
+        let used = self.calls.get(..self.len).unwrap_or(&[]);
+        match used.binary_search_by_key(&call, |&(n, _)| n) {
+            Ok(i) => used.get(i).map_or(Action::Allow, |&(_, a)| a),
+            Err(_) => Action::Allow,
+        }
+    }
+
+    /// The call-number line cut into intervals of one action: `(first number, action)`, the first at 0;
+    /// each runs to the next one's first number.
+    fn intervals(&self, out: &mut [(u32, Action); 2 * MAX_CALLS + 1]) -> usize {
+        fn push(out: &mut [(u32, Action)], len: &mut usize, start: u32, action: Action) {
+            let last = len.checked_sub(1).and_then(|l| out.get(l)).map(|&(_, a)| a);
+            if last != Some(action) {
+                if let Some(slot) = out.get_mut(*len) {
+                    *slot = (start, action);
+                    *len += 1;
+                }
+            }
+        }
+        let mut len = 0usize;
+        let mut next = 0u32; // the first number not yet in an interval
+        for &(call, action) in self.calls.get(..self.len).unwrap_or(&[]) {
+            if call > next {
+                push(out, &mut len, next, Action::Allow);
+            }
+            push(out, &mut len, call, action);
+            next = call.saturating_add(1);
+        }
+        push(out, &mut len, next, Action::Allow);
+        len
+    }
+}
+
+fn target(action: Action) -> To {
+    match action {
+        Action::Allow => To::Label(ALLOW_AFTER_TREE),
+        Action::Trap => To::Label(TRAP_FROM_PROGRAM),
+        Action::Enosys => To::Label(ENOSYS_FROM_PROGRAM),
+        Action::CloneFlags => To::Label(CLONE_FLAGS),
+        Action::Check(k) => To::Label(CHECK + usize::from(k)),
+    }
+}
+
+/// Emits a binary search over `intervals` (at least two), with the call number in the accumulator:
+/// each test is one `JGE` on an interval's first number, and a side holding one interval jumps straight
+/// to that interval's action. The subtrees are laid out in preorder, so every jump is forward.
+fn emit_tree(program: &mut Program, intervals: &[(u32, Action)], depth: usize) {
+    let mid = intervals.len() / 2;
+    let (Some(left), Some(right), Some(&(split, _))) = (
+        intervals.get(..mid),
+        intervals.get(mid..),
+        intervals.get(mid),
+    ) else {
+        return;
+    };
+    if depth > 16 {
+        program.overflow = true;
+        return;
+    }
+    let side = |part: &[(u32, Action)]| match part {
+        [(_, action)] => Some(target(*action)),
+        _ => None,
+    };
+    match (side(left), side(right)) {
+        (Some(l), Some(r)) => program.emit(JGE, split, r, l),
+        (Some(l), None) => {
+            program.emit(JGE, split, To::Next, l);
+            emit_tree(program, right, depth + 1);
+        }
+        (None, Some(r)) => {
+            program.emit(JGE, split, r, To::Next);
+            emit_tree(program, left, depth + 1);
+        }
+        (None, None) => {
+            let right_label = program.new_label();
+            program.emit(JGE, split, To::Label(right_label), To::Next);
+            emit_tree(program, left, depth + 1);
+            program.label(right_label);
+            emit_tree(program, right, depth + 1);
+        }
+    }
+}
+
+/// Joins ranges less than this far apart: the gap is the image's own (its code, between its lazy
+/// parts), and a pointer there only costs a trap that prepares nothing, while each range costs the
+/// filter five instructions per argument.
+const JOIN_GAP: u64 = 16 << 20;
+
+/// `ranges` sorted and joined where closer than [`JOIN_GAP`].
+fn joined(ranges: &[(u64, u64)]) -> ([(u64, u64); MAX_RANGES], usize) {
+    let mut sorted = [(0u64, 0u64); MAX_RANGES];
+    let n = ranges.len().min(MAX_RANGES);
+    for (slot, &r) in sorted.iter_mut().zip(ranges) {
+        *slot = r;
+    }
+    if let Some(used) = sorted.get_mut(..n) {
+        used.sort_unstable();
+    }
+    let mut out = [(0u64, 0u64); MAX_RANGES];
+    let mut len = 0usize;
+    for &(low, high) in sorted.get(..n).unwrap_or(&[]) {
+        match len.checked_sub(1).and_then(|l| out.get_mut(l)) {
+            Some(last) if low <= last.1.saturating_add(JOIN_GAP) => last.1 = last.1.max(high),
+            _ => {
+                if let Some(slot) = out.get_mut(len) {
+                    *slot = (low, high);
+                    len += 1;
+                }
+            }
+        }
+    }
+    (out, len)
+}
+
+/// Builds the filter: calls from the loader are allowed; some calls are always trapped; the calls in
+/// [`POINTER_CALLS`] are trapped when one of their pointer arguments lies in one of `ranges`, and
+/// those in [`INDIRECT_CALLS`] whenever there is a range at all.
+///
+/// Layout, for the kernel's action cache (Linux 5.11+): at attach time the kernel runs the filter
+/// once per call number with the arguments unknown, and a number that reaches `ALLOW` having loaded only
+/// the architecture and the number is allowed from then on without running the filter. So the number is
+/// dispatched first, by a binary search over the named numbers (each emulation walks about 8
+/// instructions, not the whole list), and only the paths of named calls load the instruction pointer
+/// (to let the loader's own calls through) and the arguments.
+fn build_filter(program: &mut Program, ranges: &[(u64, u64)], trap_exit: bool) {
+    let (ranges, range_count) = joined(ranges);
+    let ranges = ranges.get(..range_count).unwrap_or(&[]);
+    let table = CallTable::new(!ranges.is_empty(), trap_exit);
+    let mut intervals = [(0u32, Action::Allow); 2 * MAX_CALLS + 1];
+    let count = table.intervals(&mut intervals);
+    let intervals = intervals.get(..count).unwrap_or(&[]);
+
+    program.load(DATA_ARCH);
+    program.emit(
+        JEQ,
+        AUDIT_ARCH_X86_64,
+        To::Next,
+        To::Label(ALLOW_AFTER_TREE),
+    );
+    program.load(DATA_NR);
+    emit_tree(program, intervals, 0);
+    program.label(ALLOW_AFTER_TREE);
     program.emit(RET, SECCOMP_RET_ALLOW, To::Next, To::Next);
+
+    let used = |action: Action| intervals.iter().any(|&(_, a)| a == action);
+    let from_loader = |program: &mut Program, otherwise: To| {
+        program.load(DATA_IP_HIGH);
+        program.emit(JEQ, LOADER_IP_HIGH, To::Allow, otherwise);
+    };
+    program.label(TRAP_FROM_PROGRAM);
+    from_loader(program, To::Trap);
+    if used(Action::Enosys) {
+        // clone3 hides its flags in memory: the C libraries fall back to clone, whose flags are seen.
+        program.label(ENOSYS_FROM_PROGRAM);
+        from_loader(program, To::Next);
+        program.emit(RET, SECCOMP_RET_ERRNO | ENOSYS, To::Next, To::Next);
+    }
     // A new thread (CLONE_VM without CLONE_VFORK) starts without an alternate stack: trap, to give it
     // one (see crate::threads). fork and vfork keep theirs.
     program.label(CLONE_FLAGS);
+    from_loader(program, To::Next);
     program.load(data_arg_low(0));
     program.emit(JSET, CLONE_VFORK, To::Allow, To::Next);
     program.emit(JSET, CLONE_VM, To::Trap, To::Allow);
     if ranges.is_empty() {
         return;
     }
+    for k in 1..=6u8 {
+        if used(Action::Check(k)) {
+            program.label(CHECK + usize::from(k));
+            from_loader(program, To::Label(ARG + usize::from(k) - 1));
+        }
+    }
     for arg in (0..6u32).rev() {
-        program.label(CHECK + arg as usize + 1);
+        program.label(ARG + arg as usize);
         for &(low, high) in ranges {
             let last = high.saturating_sub(1);
             let (low_hi, low_lo) = ((low >> 32) as u32, low as u32);
@@ -601,6 +896,7 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
 /// 256-byte `sigcontext`.
 const UC_SIGMASK_OFFSET: usize = 40 + 256;
 const EINVAL: i64 = -(linux_raw_sys::errno::EINVAL as i64);
+const EFAULT: i64 = -(linux_raw_sys::errno::EFAULT as i64);
 const SIGKILL_SIGSTOP: u64 = (1 << (9 - 1)) | (1 << (19 - 1));
 
 /// The blocked set of the interrupted program as it believes it to be.
@@ -637,7 +933,7 @@ fn sigprocmask(args: &[u64; 6], context: *mut c_void) -> i64 {
     let current = unsafe { saved.read_unaligned() } | virtual_blocked(tid);
     let new = if set != 0 {
         let Some(set) = read_word(set) else {
-            return -14;
+            return EFAULT;
         };
         match how {
             SIG_BLOCK => Some(current | set),
@@ -648,8 +944,8 @@ fn sigprocmask(args: &[u64; 6], context: *mut c_void) -> i64 {
     } else {
         None
     };
-    if old != 0 {
-        write_bytes(old, &current);
+    if old != 0 && !write_bytes(old, &current) {
+        return EFAULT;
     }
     if let Some(new) = new {
         set_virtual_blocked(tid, new & SIGSET_SEGV_SYS);
@@ -767,27 +1063,108 @@ fn handle(call: u64, args: [u64; 6], context: *mut c_void) -> i64 {
     raw(call, &args)
 }
 
-/// Reads a word of the program's memory: a pointer or value it passed to a trapped call. `None` for an
-/// address in the first page (NULL and near it).
-pub(crate) fn read_word(addr: u64) -> Option<u64> {
-    if addr < uexec_elf::PAGE_SIZE {
-        return None;
+/// Copies the program's memory at `addr` into `words`, as far as it is readable; returns the number of
+/// bytes copied.
+///
+/// The handler never dereferences a pointer the program passed: a garbage one would fault inside the
+/// handler (killing the program where natively the call returns `EFAULT`), and one into a lazy page not
+/// yet granted would too. `process_vm_readv` on the own process copies like the kernel's own
+/// `copy_from_user`: an unmapped or `PROT_NONE` page ends the copy with `EFAULT` or a short count. It
+/// needs no privilege for the own process (the access check passes for the same thread group). The
+/// alternative, reading directly after checking the region table and granting, would still fault on
+/// memory outside the image (the stack, the heap, garbage). Callers grant the lazy pages first
+/// ([`pager::ensure_accessible`]), so a structure in untouched bss reads as it does natively.
+fn peek(addr: u64, words: &mut [u64]) -> usize {
+    let len = core::mem::size_of_val(words);
+    if addr < uexec_elf::PAGE_SIZE || len == 0 {
+        return 0;
     }
-    // SAFETY: only called for pointers the program passed to a call that reads them; the image pages
-    // among them were made accessible. A pointer elsewhere would fault here as it faults natively in the
-    // program's own libc wrapper — only for a buggy program.
-    Some(unsafe { (addr as *const u64).read_unaligned() })
+    let local = [words.as_mut_ptr() as u64, len as u64];
+    let remote = [addr, len as u64];
+    let copied = raw(
+        nr::PROCESS_VM_READV,
+        &[
+            own_pid(),
+            local.as_ptr() as u64,
+            1,
+            remote.as_ptr() as u64,
+            1,
+            0,
+        ],
+    );
+    usize::try_from(copied).unwrap_or(0)
 }
 
-fn write_bytes<T>(addr: u64, value: &T) {
-    // SAFETY: as for `read_word`: the program passed this pointer for the kernel to write to.
-    unsafe {
-        core::ptr::copy_nonoverlapping(
-            value as *const T as *const u8,
-            addr as *mut u8,
-            core::mem::size_of::<T>(),
-        )
-    };
+/// The process id, asked each time: after a `fork` (never trapped) the child has a new one.
+fn own_pid() -> u64 {
+    raw(nr::GETPID, &[0; 6]) as u64
+}
+
+/// Reads a word of the program's memory: a pointer or value it passed to a trapped call. `None` where
+/// the kernel would fail with `EFAULT` (the first page, unmapped or inaccessible memory): see [`peek`].
+pub(crate) fn read_word(addr: u64) -> Option<u64> {
+    let mut word = [0u64];
+    (peek(addr, &mut word) == 8).then_some(word[0])
+}
+
+/// Writes `value` into the program's memory at `addr` as the kernel would (`process_vm_writev` on the
+/// own process: a read-only, unmapped or inaccessible page fails instead of faulting, see [`peek`]).
+/// Whether it was all written.
+pub(crate) fn write_bytes<T>(addr: u64, value: &T) -> bool {
+    let len = core::mem::size_of::<T>() as u64;
+    if addr < uexec_elf::PAGE_SIZE {
+        return false;
+    }
+    let local = [value as *const T as u64, len];
+    let remote = [addr, len];
+    let written = raw(
+        nr::PROCESS_VM_WRITEV,
+        &[
+            own_pid(),
+            local.as_ptr() as u64,
+            1,
+            remote.as_ptr() as u64,
+            1,
+            0,
+        ],
+    );
+    written == len as i64
+}
+
+/// Whether the program's memory at `addr` holds a NUL-terminated string (within `max` bytes, or `max`
+/// readable bytes without one), checked through [`peek`]: execve's path is then read directly.
+pub(crate) fn readable_string(addr: u64, max: usize) -> bool {
+    let mut chunk = [0u64; 8];
+    let mut done = 0;
+    while done < max {
+        // A copy that runs into unreadable memory stops short at the page boundary; the next one,
+        // from there, copies nothing.
+        let got = peek(addr.wrapping_add(done as u64), &mut chunk);
+        if got == 0 {
+            return false;
+        }
+        if chunk
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .take(got)
+            .any(|b| b == 0)
+        {
+            return true;
+        }
+        done += got;
+    }
+    true
+}
+
+/// Reads a `KernelSigaction` from the program's memory (see [`peek`]).
+fn read_action(addr: u64) -> Option<KernelSigaction> {
+    let mut words = [0u64; 4];
+    (peek(addr, &mut words) == 32).then(|| KernelSigaction {
+        handler: words[0] as usize,
+        flags: words[1],
+        restorer: words[2] as usize,
+        mask: words[3],
+    })
 }
 
 /// `rt_sigaction` on the program's behalf: SIGSEGV is recorded, not installed; other masks lose
@@ -799,27 +1176,30 @@ fn sigaction(mut args: [u64; 6]) -> i64 {
     if sig == sys::SIGSEGV {
         let previous = program_segv_action();
         if new != 0 {
-            // SAFETY: prefault made the struct accessible if it is in the image; it is the program's.
-            let action = unsafe { (new as *const KernelSigaction).read_unaligned() };
+            let Some(action) = read_action(new) else {
+                return EFAULT;
+            };
             set_program_segv_action(action);
         }
-        if old != 0 {
-            write_bytes(old, &previous);
+        if old != 0 && !write_bytes(old, &previous) {
+            return EFAULT;
         }
         return 0;
     }
     if sig == sys::SIGSYS {
         // The pager needs SIGSYS for itself; a program installing its own seccomp handler is not
         // supported. Report success and keep the pager's.
-        if old != 0 {
-            write_bytes(old, &KernelSigaction::default());
+        if old != 0 && !write_bytes(old, &KernelSigaction::default()) {
+            return EFAULT;
         }
         return 0;
     }
     let mut copy = KernelSigaction::default();
     if new != 0 {
-        // SAFETY: as above.
-        copy = unsafe { (new as *const KernelSigaction).read_unaligned() };
+        let Some(action) = read_action(new) else {
+            return EFAULT;
+        };
+        copy = action;
         copy.mask &= !SIGSET_SEGV_SYS;
         args[1] = &copy as *const KernelSigaction as u64;
     }
@@ -841,15 +1221,9 @@ pub(crate) fn prefault(call: u64, args: &[u64; 6]) {
         nr::GETCWD | nr::GETRANDOM => sized(args[0], args[1]),
         nr::READLINK => sized(args[1], args[2]),
         nr::READLINKAT => sized(args[2], args[3]),
-        nr::READV | nr::WRITEV => {
-            sized(args[1], args[2].saturating_mul(16));
-            for i in 0..args[2].min(1024) {
-                let base = args[1].wrapping_add(16 * i);
-                if let (Some(p), Some(l)) = (read_word(base), read_word(base.wrapping_add(8))) {
-                    sized(p, l);
-                }
-            }
-        }
+        nr::POLL | nr::PPOLL => sized(args[0], args[1].saturating_mul(8)),
+        nr::EPOLL_WAIT | nr::EPOLL_PWAIT => sized(args[1], args[2].saturating_mul(12)),
+        nr::IO_GETEVENTS | nr::IO_PGETEVENTS => sized(args[3], args[2].saturating_mul(32)),
         nr::STAT | nr::LSTAT => sized(args[1], 144),
         nr::FSTAT => sized(args[1], 144),
         nr::NEWFSTATAT => sized(args[2], 144),
@@ -869,15 +1243,146 @@ pub(crate) fn prefault(call: u64, args: &[u64; 6]) {
         }
         _ => {}
     }
+    prepare_indirect(call, args);
     // Any of the call's pointer arguments may be a path or a struct: make its page and, when it ends near
     // a page boundary, the next one reachable (longer strings and structs are rare). Only the arguments
-    // the filter looked at: the others are not the call's pointers.
+    // the filter looked at (or that are direct pointers): the others are not the call's pointers.
     let checked = POINTER_CALLS
         .iter()
+        .chain(INDIRECT_CALLS)
         .find(|&&(n, _)| n == call)
         .map_or(args.len(), |&(_, k)| k);
     for &arg in args.iter().take(checked) {
         pager::ensure_accessible(arg, 256);
+    }
+}
+
+/// Most entries of an iovec array the kernel takes (`UIO_MAXIOV`), of an `mmsghdr` vector, and the
+/// most `iocb`s of one `io_submit` followed.
+const IOV_MAX: u64 = 1024;
+/// Most waiters of a `futex_waitv`.
+const FUTEX_WAITV_MAX: u64 = 128;
+/// iovec entries copied at once (1 KiB of the handler's stack).
+const IOV_CHUNK: usize = 64;
+
+/// Makes accessible the buffers of the calls that reach them through memory ([`INDIRECT_CALLS`]):
+/// each structure is granted, then copied out with [`peek`] (which cannot fault), then followed.
+/// Bounded as the kernel bounds the calls; what cannot be read is left for the kernel to refuse.
+fn prepare_indirect(call: u64, args: &[u64; 6]) {
+    match call {
+        nr::READV
+        | nr::WRITEV
+        | nr::PREADV
+        | nr::PWRITEV
+        | nr::PREADV2
+        | nr::PWRITEV2
+        | nr::VMSPLICE => prepare_iovecs(args[1], args[2]),
+        nr::SENDMSG | nr::RECVMSG => prepare_msghdr(args[1]),
+        nr::SENDMMSG | nr::RECVMMSG => {
+            // struct mmsghdr: a msghdr and the length the kernel writes back, 64 bytes.
+            let count = args[2].min(IOV_MAX);
+            pager::ensure_accessible(args[1], count * 64);
+            for i in 0..count {
+                prepare_msghdr(args[1].wrapping_add(64 * i));
+            }
+        }
+        nr::PROCESS_VM_READV | nr::PROCESS_VM_WRITEV => {
+            prepare_iovecs(args[1], args[2]);
+            let remote = args[4].min(IOV_MAX);
+            pager::ensure_accessible(args[3], remote * 16);
+            // The remote buffers are the program's own only when it names itself.
+            if args[0] as u32 == own_pid() as u32 {
+                prepare_iovecs(args[3], remote);
+            }
+        }
+        nr::FUTEX_WAITV => {
+            // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }
+            let count = args[1].min(FUTEX_WAITV_MAX);
+            pager::ensure_accessible(args[0], count * 24);
+            for i in 0..count {
+                let mut waiter = [0u64; 3];
+                if peek(args[0].wrapping_add(24 * i), &mut waiter) < 24 {
+                    break;
+                }
+                pager::ensure_accessible(waiter[1], 8);
+            }
+        }
+        nr::IO_SUBMIT => {
+            let count = args[1].min(IOV_MAX);
+            pager::ensure_accessible(args[2], count * 8);
+            let mut done = 0;
+            while done < count {
+                let mut pointers = [0u64; IOV_CHUNK];
+                let n = (count - done).min(IOV_CHUNK as u64) as usize;
+                let Some(chunk) = pointers.get_mut(..n) else {
+                    break;
+                };
+                let got = peek(args[2].wrapping_add(8 * done), chunk) / 8;
+                for &iocb in chunk.iter().take(got) {
+                    prepare_iocb(iocb);
+                }
+                if got < n {
+                    break;
+                }
+                done += n as u64;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An iovec array of `count` entries and the buffers it names.
+fn prepare_iovecs(iov: u64, count: u64) {
+    let count = count.min(IOV_MAX);
+    pager::ensure_accessible(iov, count * 16);
+    let mut done = 0;
+    while done < count {
+        let mut entries = [0u64; 2 * IOV_CHUNK];
+        let n = (count - done).min(IOV_CHUNK as u64) as usize;
+        let Some(chunk) = entries.get_mut(..2 * n) else {
+            break;
+        };
+        let got = peek(iov.wrapping_add(16 * done), chunk) / 16;
+        for entry in chunk.chunks_exact(2).take(got) {
+            if let [base, len] = *entry {
+                pager::ensure_accessible(base, len);
+            }
+        }
+        if got < n {
+            break;
+        }
+        done += n as u64;
+    }
+}
+
+/// A `struct msghdr` (56 bytes: name, namelen, iov, iovlen, control, controllen, flags) and what it
+/// names; the kernel writes the lengths and flags back.
+fn prepare_msghdr(msg: u64) {
+    pager::ensure_accessible(msg, 56);
+    let mut header = [0u64; 7];
+    if peek(msg, &mut header) < 56 {
+        return;
+    }
+    pager::ensure_accessible(header[0], header[1] & 0xffff_ffff);
+    pager::ensure_accessible(header[4], header[5]);
+    prepare_iovecs(header[2], header[3]);
+}
+
+/// A `struct iocb` (64 bytes; the opcode at 16, the buffer at 24, its length or iovec count at 32).
+fn prepare_iocb(iocb: u64) {
+    const PREAD: u64 = 0;
+    const PWRITE: u64 = 1;
+    const PREADV: u64 = 7;
+    const PWRITEV: u64 = 8;
+    pager::ensure_accessible(iocb, 64);
+    let mut block = [0u64; 8];
+    if peek(iocb, &mut block) < 64 {
+        return;
+    }
+    match block[2] & 0xffff {
+        PREAD | PWRITE => pager::ensure_accessible(block[3], block[4]),
+        PREADV | PWRITEV => prepare_iovecs(block[3], block[4]),
+        _ => {}
     }
 }
 
@@ -897,8 +1402,18 @@ pub(crate) fn raw(call: u64, args: &[u64; 6]) -> i64 {
 mod tests {
     use super::*;
 
+    /// What one run of a filter did.
+    struct Walk {
+        ret: u32,
+        /// Instructions executed.
+        steps: usize,
+        /// Whether it loaded anything but the architecture and the call number (which makes the
+        /// kernel's action cache give up on the number).
+        loaded_more: bool,
+    }
+
     /// Runs a classic-BPF filter over `struct seccomp_data` (only the instructions the builder emits).
-    fn run(insns: &[Insn], nr: u32, ip: u64, args: [u64; 6]) -> u32 {
+    fn walk(insns: &[Insn], nr: u32, ip: u64, args: [u64; 6]) -> Walk {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_ne_bytes());
         data[4..8].copy_from_slice(&AUDIT_ARCH_X86_64.to_ne_bytes());
@@ -907,15 +1422,24 @@ mod tests {
             data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
         }
         let (mut pc, mut acc) = (0usize, 0u32);
+        let (mut steps, mut loaded_more) = (0, false);
         loop {
             let insn = insns[pc];
             let k = insn.k;
             pc += 1;
+            steps += 1;
             match insn.code {
                 LD_ABS => {
+                    loaded_more |= k != DATA_NR && k != DATA_ARCH;
                     acc = u32::from_ne_bytes(data[k as usize..k as usize + 4].try_into().unwrap())
                 }
-                RET => return k,
+                RET => {
+                    return Walk {
+                        ret: k,
+                        steps,
+                        loaded_more,
+                    }
+                }
                 JEQ | JGE | JGT | JSET => {
                     let taken = match insn.code {
                         JEQ => acc == k,
@@ -930,8 +1454,13 @@ mod tests {
         }
     }
 
+    fn run(insns: &[Insn], nr: u32, ip: u64, args: [u64; 6]) -> u32 {
+        walk(insns, nr, ip, args).ret
+    }
+
     const USER_IP: u64 = 0x401234;
-    const RANGES: [(u64, u64); 2] = [(0x479000, 0x4a1000), (0x4a1000 + 0x1000, 0x4ad000)];
+    /// Two ranges further apart than [`JOIN_GAP`], so that the filter checks both.
+    const RANGES: [(u64, u64); 2] = [(0x479000, 0x4a1000), (0x14a2000, 0x14ad000)];
 
     fn filter() -> Program {
         let mut program = Program::new();
@@ -951,7 +1480,7 @@ mod tests {
             SECCOMP_RET_TRAP
         );
         assert_eq!(
-            run(&insns, 1, USER_IP, [3, 0x4a2000, 1, 0, 0, 0]),
+            run(&insns, 1, USER_IP, [3, 0x14a2000, 1, 0, 0, 0]),
             SECCOMP_RET_TRAP
         );
         assert_eq!(
@@ -964,6 +1493,10 @@ mod tests {
         ); // the gap
         assert_eq!(
             run(&insns, 1, USER_IP, [3, 0x4ad000, 1, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        ); // the gap
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, 0x14ad000, 1, 0, 0, 0]),
             SECCOMP_RET_ALLOW
         ); // one past
         assert_eq!(
@@ -1044,14 +1577,232 @@ mod tests {
 
     #[test]
     fn the_largest_filter_fits_its_jumps() {
+        // Four ranges too far apart to be joined, one across a 4 GiB boundary.
         let ranges = [
             (0x400000, 0x401000),
-            (0x402000, 0x403000),
+            (0x4000000, 0x4001000),
             (0x1_0000_0000 - 0x1000, 0x1_0000_2000),
-            (0x500000, 0x501000),
+            (0x7f00_0000_0000, 0x7f00_0010_0000),
         ];
+        assert_eq!(joined(&ranges).1, 4);
         let mut program = Program::new();
         build_filter(&mut program, &ranges, true);
-        assert!(!program.finish().is_empty());
+        let insns = program.finish().to_vec();
+        assert!(!insns.is_empty());
+        assert!(insns.len() <= MAX_INSNS);
+        for (low, _) in ranges {
+            assert_eq!(
+                run(&insns, 1, USER_IP, [3, low, 1, 0, 0, 0]),
+                SECCOMP_RET_TRAP
+            );
+            // statx's buffer, the deepest argument check.
+            assert_eq!(
+                run(&insns, 332, USER_IP, [0, 0, 0, 0, low, 0]),
+                SECCOMP_RET_TRAP
+            );
+        }
+    }
+
+    /// Every call number the filter can meet.
+    const NUMBERS: core::ops::Range<u32> = 0..600;
+
+    fn named(call: u32) -> bool {
+        let calls = POINTER_CALLS
+            .iter()
+            .chain(INDIRECT_CALLS)
+            .map(|&(n, _)| n as u32);
+        calls
+            .chain(
+                [
+                    nr::RT_SIGACTION,
+                    nr::RT_SIGPROCMASK,
+                    nr::SIGALTSTACK,
+                    nr::EXECVE,
+                    nr::EXECVEAT,
+                    nr::EXIT,
+                    nr::EXIT_GROUP,
+                    nr::CLONE,
+                    nr::CLONE3,
+                ]
+                .map(|n| n as u32),
+            )
+            .any(|n| n == call)
+    }
+
+    #[test]
+    fn every_pointer_call_reaches_its_argument_checks() {
+        let insns = filter().finish().to_vec();
+        let table = CallTable::new(true, true);
+        let stack = 0x7ffd_1234_5678;
+        for &(call, k) in POINTER_CALLS {
+            if table.action(call as u32) != Action::Check(k as u8) {
+                continue; // also always trapped
+            }
+            for arg in 0..6 {
+                for (low, high) in RANGES {
+                    for inside in [low, high - 1] {
+                        let mut args = [stack; 6];
+                        args[arg] = inside;
+                        let expect = if arg < k {
+                            SECCOMP_RET_TRAP
+                        } else {
+                            SECCOMP_RET_ALLOW
+                        };
+                        assert_eq!(
+                            run(&insns, call as u32, USER_IP, args),
+                            expect,
+                            "call {call}, argument {arg} at {inside:#x}"
+                        );
+                        assert_eq!(
+                            run(&insns, call as u32, 0x3c00_0000_5000, args),
+                            SECCOMP_RET_ALLOW,
+                            "call {call} from the loader"
+                        );
+                    }
+                }
+            }
+            assert_eq!(
+                run(&insns, call as u32, USER_IP, [stack; 6]),
+                SECCOMP_RET_ALLOW
+            );
+        }
+    }
+
+    #[test]
+    fn pointer_to_pointer_calls_trap_whatever_their_arguments_while_ranges_exist() {
+        let insns = filter().finish().to_vec();
+        let mut program = Program::new();
+        build_filter(&mut program, &[], false);
+        let without_ranges = program.finish().to_vec();
+        assert!(!without_ranges.is_empty());
+        for &(call, _) in INDIRECT_CALLS {
+            let stack = [0x7ffd_1234_5678; 6];
+            assert_eq!(
+                run(&insns, call as u32, USER_IP, stack),
+                SECCOMP_RET_TRAP,
+                "call {call}"
+            );
+            assert_eq!(
+                run(&insns, call as u32, 0x3c00_0000_5000, stack),
+                SECCOMP_RET_ALLOW,
+                "call {call} from the loader"
+            );
+            assert_eq!(
+                run(&without_ranges, call as u32, USER_IP, [0x47a000; 6]),
+                SECCOMP_RET_ALLOW,
+                "call {call} without lazy ranges"
+            );
+        }
+    }
+
+    #[test]
+    fn unnamed_calls_are_allowed_from_the_number_alone_in_a_few_steps() {
+        for trap_exit in [false, true] {
+            let mut program = Program::new();
+            build_filter(&mut program, &RANGES, trap_exit);
+            let insns = program.finish().to_vec();
+            let mut longest = 0;
+            let mut allowed = 0;
+            for call in NUMBERS {
+                let w = walk(&insns, call, USER_IP, [0x47a000; 6]);
+                longest = longest.max(w.steps);
+                if named(call) && (trap_exit || call != nr::EXIT_GROUP as u32) {
+                    assert!(w.loaded_more, "call {call} is decided without its checks");
+                    continue;
+                }
+                // What the kernel's cache emulation needs to mark the number always-allowed.
+                assert_eq!(w.ret, SECCOMP_RET_ALLOW, "call {call}");
+                assert!(!w.loaded_more, "call {call} loads more than its number");
+                allowed += 1;
+            }
+            assert!(allowed > 300, "only {allowed} numbers are allowed outright");
+            // Arch test, number load, a balanced search over ~140 intervals, the exit; the named calls'
+            // paths add the loader test and the argument checks.
+            let unnamed_longest = NUMBERS
+                .filter(|&c| !named(c))
+                .map(|c| walk(&insns, c, USER_IP, [0; 6]).steps)
+                .max()
+                .unwrap();
+            assert!(
+                unnamed_longest <= 12,
+                "an unnamed call walks {unnamed_longest} steps"
+            );
+            assert!(longest < 80, "a call walks {longest} steps");
+        }
+    }
+
+    #[test]
+    fn the_tree_covers_the_line_in_order() {
+        let table = CallTable::new(true, true);
+        let mut out = [(0u32, Action::Allow); 2 * MAX_CALLS + 1];
+        let n = table.intervals(&mut out);
+        let intervals = &out[..n];
+        assert_eq!(intervals[0].0, 0);
+        for pair in intervals.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "intervals out of order: {pair:?}");
+            assert_ne!(pair[0].1, pair[1].1, "neighbours not merged: {pair:?}");
+        }
+        for call in NUMBERS {
+            let i = intervals.partition_point(|&(start, _)| start <= call) - 1;
+            assert_eq!(intervals[i].1, table.action(call), "call {call}");
+        }
+        // read (0) is named: the line starts with its check, not with an allowed interval.
+        assert_eq!(intervals[0].1, Action::Check(2));
+    }
+
+    #[test]
+    fn close_ranges_are_joined_and_far_ones_kept() {
+        let (out, n) = joined(&[
+            (0x4a2000, 0x4ad000),
+            (0x479000, 0x4a1000),
+            (0x7f00_0000_0000, 0x7f00_0001_0000),
+        ]);
+        assert_eq!(
+            &out[..n],
+            &[(0x479000, 0x4ad000), (0x7f00_0000_0000, 0x7f00_0001_0000)]
+        );
+        let mut program = Program::new();
+        build_filter(
+            &mut program,
+            &[(0x479000, 0x4a1000), (0x4a2000, 0x4ad000)],
+            false,
+        );
+        let insns = program.finish().to_vec();
+        // The gap between joined ranges traps too (a trap that prepares nothing).
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, 0x4a1800, 1, 0, 0, 0]),
+            SECCOMP_RET_TRAP
+        );
+        assert_eq!(
+            run(&insns, 1, USER_IP, [3, 0x4ad000, 1, 0, 0, 0]),
+            SECCOMP_RET_ALLOW
+        );
+    }
+
+    #[test]
+    fn the_builder_refuses_far_and_dangling_jumps() {
+        let mut program = Program::new();
+        program.emit(JEQ, 0, To::Trap, To::Next);
+        for _ in 0..300 {
+            program.load(DATA_NR);
+        }
+        assert!(
+            program.finish().is_empty(),
+            "a 300-instruction jump was built"
+        );
+        let mut program = Program::new();
+        program.emit(JEQ, 0, To::Label(FIRST_FREE_LABEL), To::Next);
+        assert!(
+            program.finish().is_empty(),
+            "a jump to an unplaced label was built"
+        );
+        let mut program = Program::new();
+        for _ in 0..MAX_INSNS {
+            program.load(DATA_NR);
+        }
+        assert!(
+            program.finish().is_empty(),
+            "an overflowing program was built"
+        );
     }
 }
