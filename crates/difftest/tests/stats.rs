@@ -105,11 +105,13 @@ fn the_mapping_log_goes_to_its_file_as_every_user() {
             }
             match (std::fs::read_to_string(&log), std::fs::metadata(&log)) {
                 (Ok(text), Ok(meta)) => {
-                    let prefix = format!("{loader}: map ");
-                    if !text
-                        .lines()
-                        .any(|l| l.starts_with(&prefix) && l.contains("segment["))
-                    {
+                    // apager: `apager: map ...`; a pager: `dpager[PID NAME]: map ...`.
+                    let plain = format!("{loader}: map ");
+                    let whose = format!("{loader}[");
+                    let mapping = |l: &&str| {
+                        l.starts_with(&plain) || (l.starts_with(&whose) && l.contains("]: map "))
+                    };
+                    if !text.lines().filter(mapping).any(|l| l.contains("segment[")) {
                         failures.push(format!("{what}: no segment mapping logged: {text:?}"));
                     }
                     if meta.uid() != uid {

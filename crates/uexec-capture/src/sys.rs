@@ -129,8 +129,13 @@ pub fn current_brk() -> u64 {
 }
 
 /// The `sa_restorer` of handlers installed here: returns from the signal frame.
+///
+/// # Safety
+///
+/// Never to be called: only its address is given to the kernel as `sa_restorer`, and it runs as a
+/// signal handler's return address, with the signal frame at `rsp` (`rt_sigreturn` reads it).
 #[unsafe(naked)]
-pub extern "C" fn restore_rt() {
+pub unsafe extern "C" fn restore_rt() {
     naked_asm!("mov eax, {n}", "syscall", "ud2", n = const k::__NR_rt_sigreturn)
 }
 
