@@ -311,34 +311,73 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         }
         _ => None,
     };
-    // A `#!` script runs its interpreter (see `script`): argv gets the interpreters' names and
-    // arguments in front of the script's path; `--argv0` only applies to an ELF program.
-    static LINES: ScriptLines = ScriptLines(core::cell::UnsafeCell::new(
-        [const { script::Line::empty() }; script::MAX_DEPTH],
-    ));
-    // SAFETY: `run` runs once, single-threaded, and is LINES' only user.
-    let lines = unsafe { &mut *LINES.0.get() };
-    let depth = match script::follow(path, lines) {
-        Ok(depth) => depth,
-        Err((error, _)) => {
-            let message = match error {
-                script::ScriptError::NoInterpreter => "bad #! line: no interpreter named",
-                script::ScriptError::TooDeep => "too many levels of #! interpreters (at most 5)",
+    // Loads `program_path` with argv = `front[..count]` then PROG's arguments.
+    let load_as = |program_path: &'static CStr, front: [&'static CStr; FRONT], count: usize| {
+        let request = Request {
+            path: program_path,
+            execfn: path,
+            argv: front
+                .into_iter()
+                .take(count)
+                .chain(startup.args().skip(options.program + 1)),
+            envp: startup.env(),
+            startup,
+            randomize: rt::kernel_randomizes(),
+            laziness,
+            // The checkpoint handler is the loader's code: it stays.
+            loader_stays: keeps_log || checkpoint.is_some(),
+        };
+        if options.quiet {
+            uexec_load::load(request, &mut Quiet)
+        } else {
+            // SAFETY: fd 2 stays open for the whole run; it is only borrowed here.
+            let fd = log_file
+                .as_ref()
+                .map_or(unsafe { rustix::stdio::stderr() }, |f| f.as_fd());
+            let mut log = MapLog::new(tool, fd);
+            if keeps_log {
+                log = log.with_whose(path.to_bytes());
+            }
+            let result = uexec_load::load(request, &mut log);
+            log.flush();
+            result
+        }
+    };
+    let mut front: [&'static CStr; FRONT] = [c""; FRONT];
+    front[0] = options.argv0.unwrap_or(name);
+    let mut result = load_as(path, front, 1);
+    let mut program_path = path;
+    let mut depth = 0;
+    // Not ELF: a `#!` script runs its interpreter (see `script`), with the interpreters' names and
+    // arguments in front of the script's path (`--argv0` only applies to an ELF program). Looked at
+    // only now, so that an ELF program costs no extra read.
+    if matches!(result, Err(LoadError::Elf(uexec_elf::ElfError::NotElf))) {
+        static LINES: ScriptLines = ScriptLines(core::cell::UnsafeCell::new(
+            [const { script::Line::empty() }; script::MAX_DEPTH],
+        ));
+        // SAFETY: `run` runs once, single-threaded, and is LINES' only user.
+        let lines = unsafe { &mut *LINES.0.get() };
+        depth = match script::follow(path, lines) {
+            Ok(depth) => depth,
+            Err((error, _)) => {
+                let message = match error {
+                    script::ScriptError::NoInterpreter => "bad #! line: no interpreter named",
+                    script::ScriptError::TooDeep => {
+                        "too many levels of #! interpreters (at most 5)"
+                    }
+                };
+                out::error_line(tool, name.to_bytes(), message);
+                return Outcome::Exit(126);
+            }
+        };
+        if let Some(used) = lines.get(..depth).filter(|u| !u.is_empty()) {
+            let mut count = 0;
+            let mut push = |arg: &'static CStr| {
+                if let Some(slot) = front.get_mut(count) {
+                    *slot = arg;
+                    count += 1;
+                }
             };
-            out::error_line(tool, name.to_bytes(), message);
-            return Outcome::Exit(126);
-        }
-    };
-    let mut front: [&CStr; 2 * script::MAX_DEPTH + 1] = [c""; 2 * script::MAX_DEPTH + 1];
-    let mut count = 0;
-    let mut push = |arg: &'static CStr| {
-        if let Some(slot) = front.get_mut(count) {
-            *slot = arg;
-            count += 1;
-        }
-    };
-    let program_path = match lines.get(..depth) {
-        Some(used) if depth > 0 => {
             for line in used.iter().rev() {
                 push(line.name());
                 if let Some(arg) = line.arg() {
@@ -346,42 +385,10 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
                 }
             }
             push(path);
-            used.last().map_or(path, script::Line::name)
+            program_path = used.last().map_or(path, script::Line::name);
+            result = load_as(program_path, front, count);
         }
-        _ => {
-            push(options.argv0.unwrap_or(name));
-            path
-        }
-    };
-    let request = Request {
-        path: program_path,
-        execfn: path,
-        argv: front
-            .into_iter()
-            .take(count)
-            .chain(startup.args().skip(options.program + 1)),
-        envp: startup.env(),
-        startup,
-        randomize: rt::kernel_randomizes(),
-        laziness,
-        // The checkpoint handler is the loader's code: it stays.
-        loader_stays: keeps_log || checkpoint.is_some(),
-    };
-    let result = if options.quiet {
-        uexec_load::load(request, &mut Quiet)
-    } else {
-        // SAFETY: fd 2 stays open for the whole run; it is only borrowed here.
-        let fd = log_file
-            .as_ref()
-            .map_or(unsafe { rustix::stdio::stderr() }, |f| f.as_fd());
-        let mut log = MapLog::new(tool, fd);
-        if keeps_log {
-            log = log.with_whose(path.to_bytes());
-        }
-        let result = uexec_load::load(request, &mut log);
-        log.flush();
-        result
-    };
+    }
     // A pager keeps a descriptor only for a --log file (README: the highest free one up to 1024);
     // logging to standard error, it writes to the program's fd 2, so the program sees no descriptor
     // it did not open.
@@ -418,6 +425,10 @@ pub fn run(tool: Tool, startup: &Startup) -> Outcome {
         }
     }
 }
+
+/// Room for the arguments put in front of PROG's: its argv[0], or the `#!` interpreters' names and
+/// arguments and the script's path.
+const FRONT: usize = 2 * script::MAX_DEPTH + 1;
 
 /// The `#!` lines of PROG and of the interpreters it leads to.
 struct ScriptLines(core::cell::UnsafeCell<[script::Line; script::MAX_DEPTH]>);
