@@ -167,7 +167,7 @@ pub fn floors(f: &Floors, rows: &[Row]) -> String {
 pub fn write_floors_csv(path: &Path, samples: &[crate::floors::Sample]) -> Result<(), String> {
     let mut w = create(path)?;
     let mut text = String::from(
-        "sample,delivery_us,mprotect_us,mprotect_split_us,anon_touch_us,file_touch_us\n",
+        "sample,delivery_us,mprotect_us,mprotect_split_us,populate_us,minimal_pager_us,anon_touch_us,file_touch_us\n",
     );
     for (i, f) in samples.iter().enumerate() {
         let _ = writeln!(
