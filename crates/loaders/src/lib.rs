@@ -455,16 +455,8 @@ fn absolute_log_path(name: &CStr) -> Option<&'static CStr> {
     static BUF: Scratch<{ 2 * search::PATH_BUF }> = Scratch::new();
     // SAFETY: called once, from `run`, single-threaded; BUF's only user.
     let buf = unsafe { BUF.borrow() };
-    let name = name.to_bytes();
-    let mut at = 0;
-    if !name.starts_with(b"/") {
-        let n = uexec_capture::sys::getcwd(buf.get_mut(..search::PATH_BUF)?).ok()?;
-        *buf.get_mut(n)? = b'/';
-        at = n + 1;
-    }
-    buf.get_mut(at..at + name.len())?.copy_from_slice(name);
-    *buf.get_mut(at + name.len())? = 0;
-    CStr::from_bytes_with_nul(buf.get(..=at + name.len())?).ok()
+    let len = uexec_capture::sys::absolute_path(name.to_bytes(), buf)?;
+    CStr::from_bytes_with_nul(buf.get(..=len)?).ok()
 }
 
 /// A pager set-up failure, for the one-line error message.

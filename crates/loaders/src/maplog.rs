@@ -87,8 +87,10 @@ impl Observer for MapLog<'_> {
             Role::Hole => writeln!(self.out, "hole"),
             Role::Stack => writeln!(self.out, "stack"),
         };
-        // One write per line: the log may be shared with the pagers of the program's children
-        // (O_APPEND), and a line split across two writes could be cut by theirs.
-        self.out.flush();
+        // A pager's log may be shared with the pagers of the program's children (O_APPEND): one
+        // write per line, so that theirs cannot cut one. apager's lines go out when the buffer fills.
+        if self.whose.is_some() {
+            self.out.flush();
+        }
     }
 }

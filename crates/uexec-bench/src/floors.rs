@@ -69,14 +69,8 @@ pub struct Sample {
 #[derive(Copy, Clone, Debug)]
 pub struct Floors {
     pub samples: usize,
-    pub delivery: f64,
-    pub mprotect: f64,
-    pub mprotect_split: f64,
-    pub populate: f64,
-    /// A minimal pager's cost per fault over the native first touch.
-    pub minimal_pager: f64,
-    pub anon_touch: f64,
-    pub file_touch: f64,
+    /// Each floor's median over the samples.
+    pub median: Sample,
 }
 
 impl Floors {
@@ -85,19 +79,21 @@ impl Floors {
         let m = |f: fn(&Sample) -> f64| stats::median(&samples.iter().map(f).collect::<Vec<_>>());
         Some(Self {
             samples: samples.len(),
-            delivery: m(|s| s.delivery)?,
-            mprotect: m(|s| s.mprotect)?,
-            mprotect_split: m(|s| s.mprotect_split)?,
-            populate: m(|s| s.populate)?,
-            minimal_pager: m(|s| s.minimal_pager)?,
-            anon_touch: m(|s| s.anon_touch)?,
-            file_touch: m(|s| s.file_touch)?,
+            median: Sample {
+                delivery: m(|s| s.delivery)?,
+                mprotect: m(|s| s.mprotect)?,
+                mprotect_split: m(|s| s.mprotect_split)?,
+                populate: m(|s| s.populate)?,
+                minimal_pager: m(|s| s.minimal_pager)?,
+                anon_touch: m(|s| s.anon_touch)?,
+                file_touch: m(|s| s.file_touch)?,
+            },
         })
     }
 
     /// What a demand fault cannot cost less than, over native: delivery + one mprotect.
     pub fn fault(&self) -> f64 {
-        self.delivery + self.mprotect
+        self.median.delivery + self.median.mprotect
     }
 }
 
@@ -463,11 +459,11 @@ mod tests {
         let f = Floors::of(&meter.samples).unwrap();
         assert_eq!(f.samples, 2);
         for v in [
-            f.delivery,
-            f.mprotect,
-            f.mprotect_split,
-            f.anon_touch,
-            f.file_touch,
+            f.median.delivery,
+            f.median.mprotect,
+            f.median.mprotect_split,
+            f.median.anon_touch,
+            f.median.file_touch,
         ] {
             assert!(v > 0.0 && v.is_finite(), "{f:?}");
         }

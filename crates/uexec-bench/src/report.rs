@@ -130,14 +130,14 @@ pub fn floors(f: &Floors, rows: &[Row]) -> String {
     let _ = writeln!(
         s,
         "  delivery {:.3}  mprotect {:.3}  (delivery + mprotect {:.3})  mprotect split {:.3}  populate {:.3}  minimal pager {:.3}  anon touch {:.3}  file touch {:.3}",
-        f.delivery,
-        f.mprotect,
+        f.median.delivery,
+        f.median.mprotect,
         f.fault(),
-        f.mprotect_split,
-        f.populate,
-        f.minimal_pager,
-        f.anon_touch,
-        f.file_touch
+        f.median.mprotect_split,
+        f.median.populate,
+        f.median.minimal_pager,
+        f.median.anon_touch,
+        f.median.file_touch
     );
     let _ = writeln!(
         s,
@@ -156,8 +156,8 @@ pub fn floors(f: &Floors, rows: &[Row]) -> String {
             opt(r.pager_faults(), 0),
             us,
             x,
-            us / (f.delivery + f.mprotect_split),
-            us / f.minimal_pager
+            us / (f.median.delivery + f.median.mprotect_split),
+            us / f.median.minimal_pager
         );
     }
     s
@@ -167,7 +167,7 @@ pub fn floors(f: &Floors, rows: &[Row]) -> String {
 pub fn write_floors_csv(path: &Path, samples: &[crate::floors::Sample]) -> Result<(), String> {
     let mut w = create(path)?;
     let mut text = String::from(
-        "sample,delivery_us,mprotect_us,mprotect_split_us,anon_touch_us,file_touch_us\n",
+        "sample,delivery_us,mprotect_us,mprotect_split_us,populate_us,minimal_pager_us,anon_touch_us,file_touch_us\n",
     );
     for (i, f) in samples.iter().enumerate() {
         let _ = writeln!(

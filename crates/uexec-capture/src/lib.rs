@@ -205,22 +205,12 @@ pub unsafe fn install(config: &Config<'_>) -> Result<(), InstallError> {
     st.tool = config.tool;
     st.signal = sig;
     st.hooks = config.hooks;
-    let image = config.image.to_bytes();
-    let mut len = 0;
-    if image.first() != Some(&b'/') {
-        len = sys::getcwd(&mut st.path)
-            .map_err(|e| InstallError::Os(Errno::from_raw_os_error(-e as i32)))?;
-        if st.path.get(..len) != Some(b"/") {
-            *st.path.get_mut(len).ok_or(InstallError::TooMuch)? = b'/';
-            len += 1;
-        }
-    }
-    let end = len + image.len();
+    // Made absolute now: the program may change directory before it is checkpointed.
+    let end =
+        sys::absolute_path(config.image.to_bytes(), &mut st.path).ok_or(InstallError::TooMuch)?;
     if end + 1 > PATH_MAX {
         return Err(InstallError::TooMuch);
     }
-    st.path[len..end].copy_from_slice(image);
-    st.path[end] = 0;
     for (slot, r) in st.ranges.iter_mut().zip(config.host_ranges) {
         *slot = *r;
     }
@@ -307,7 +297,9 @@ impl core::fmt::Write for Line {
     }
 }
 
-fn say(args: core::fmt::Arguments<'_>) {
+/// Writes one formatted line (at most 512 bytes) to fd 2 with a single `write`: no allocation, no
+/// lock, usable in a signal handler and after the process's memory was rebuilt.
+pub fn say(args: core::fmt::Arguments<'_>) {
     let mut line = Line {
         buf: [0; 512],
         len: 0,

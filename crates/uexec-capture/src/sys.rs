@@ -102,6 +102,23 @@ pub fn getcwd(buf: &mut [u8]) -> Result<usize, i64> {
     }
 }
 
+/// `name` made absolute against the current directory into `buf`, NUL-terminated; returns its length
+/// without the NUL, or `None` if it does not fit or the directory cannot be read.
+pub fn absolute_path(name: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let mut len = 0;
+    if name.first() != Some(&b'/') {
+        len = getcwd(buf).ok()?;
+        if buf.get(..len) != Some(b"/") {
+            *buf.get_mut(len)? = b'/';
+            len += 1;
+        }
+    }
+    let end = len.checked_add(name.len())?;
+    buf.get_mut(len..end)?.copy_from_slice(name);
+    *buf.get_mut(end)? = 0;
+    Some(end)
+}
+
 /// `rseq(addr, len, flags, sig)`.
 ///
 /// # Safety

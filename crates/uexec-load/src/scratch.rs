@@ -12,10 +12,9 @@
 
 use core::cell::UnsafeCell;
 
-/// A static byte buffer for single-threaded loading code. Page-aligned: the ELF headers read into one
-/// are viewed in place as `#[repr(C)]` structs (8-byte alignment), and a buffer whose placement
-/// depended on the size of the statics linked before it broke loading when those grew.
-#[repr(C, align(4096))]
+/// A static byte buffer for single-threaded loading code. Any alignment will do: the ELF headers read
+/// into one are viewed in place through `object`'s unaligned types (the workspace enables its
+/// `unaligned` feature), so where the linker puts a buffer cannot break loading.
 pub struct Scratch<const N: usize>(UnsafeCell<[u8; N]>);
 
 // SAFETY: the buffers are used only while loading, before the program (and so any other thread) runs,

@@ -281,7 +281,7 @@ fn loadable(path: &CStr, is_interpreter: bool) -> bool {
     let mut small = [0u8; 4096];
     let mut mapped = None;
     if table_len > small.len() {
-        match TableBuffer::new(table_len.min(MAX_PHDR_TABLE)) {
+        match Spill::new(table_len.min(MAX_PHDR_TABLE)) {
             Some(buffer) => mapped = Some(buffer),
             None => return false,
         }
@@ -321,13 +321,14 @@ fn loadable(path: &CStr, is_interpreter: bool) -> bool {
     }
 }
 
-/// An anonymous mapping holding a large program-header table while it is checked, unmapped on drop.
-struct TableBuffer {
+/// An anonymous mapping for what is too large for the handler's stack (a long argv, a large
+/// program-header table), unmapped on drop (an `execve` that succeeds never returns to drop it).
+struct Spill {
     addr: *mut core::ffi::c_void,
     len: usize,
 }
 
-impl TableBuffer {
+impl Spill {
     fn new(len: usize) -> Option<Self> {
         // SAFETY: without MAP_FIXED the kernel picks an unused range.
         let addr = unsafe {
@@ -346,9 +347,14 @@ impl TableBuffer {
         // SAFETY: the mapping is `len` writable bytes, owned by this buffer, and used by one caller.
         unsafe { core::slice::from_raw_parts_mut(self.addr.cast::<u8>(), self.len) }
     }
+
+    fn words(&mut self) -> &mut [u64] {
+        // SAFETY: as for `bytes`; the mapping is page-aligned and zeroed, valid as u64s.
+        unsafe { core::slice::from_raw_parts_mut(self.addr.cast::<u64>(), self.len / 8) }
+    }
 }
 
-impl Drop for TableBuffer {
+impl Drop for Spill {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, no longer referred to.
         let _ = unsafe { rustix::mm::munmap(self.addr, self.len) };
@@ -421,22 +427,15 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     let needed = MAX_PREFIX + 7 + count_args(argv);
     let mut on_stack = [0u64; ARGS_ON_STACK];
     let mut mapped = None;
-    let pointers: &mut [u64] = if needed <= ARGS_ON_STACK {
-        &mut on_stack
-    } else {
-        // SAFETY: a fresh anonymous mapping, used only by this call.
-        let area = unsafe {
-            rustix::mm::mmap_anonymous(
-                core::ptr::null_mut(),
-                needed * 8,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::PRIVATE,
-            )
-        };
-        let Ok(area) = area else { return direct() };
-        mapped = Some(area);
-        // SAFETY: the mapping holds `needed` zeroed words and is used by nothing else.
-        unsafe { core::slice::from_raw_parts_mut(area.cast::<u64>(), needed) }
+    if needed > ARGS_ON_STACK {
+        match Spill::new(needed * 8) {
+            Some(spill) => mapped = Some(spill),
+            None => return direct(),
+        }
+    }
+    let pointers: &mut [u64] = match mapped.as_mut() {
+        Some(spill) => spill.words(),
+        None => &mut on_stack,
     };
     let mut path_buf = [0u8; MAX_STRING as usize + 8];
     let result = match build_argv(pointers, &mut path_buf, path, argv, script) {
@@ -467,10 +466,7 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
         }
         None => direct(),
     };
-    if let Some(area) = mapped {
-        // SAFETY: the mapping made above, no longer used.
-        let _ = unsafe { rustix::mm::munmap(area, needed * 8) };
-    }
+    drop(mapped);
     result
 }
 

@@ -92,47 +92,10 @@ static STACK: StackCell = StackCell(UnsafeCell::new(StackArea([0; STACK_LEN])));
 
 /// Writes `urestart: cannot restore: WHAT (error E)` and ends the process.
 fn fail(what: &str, err: i64) -> ! {
-    let mut line = [0u8; 200];
-    let mut n = 0;
-    for part in [
-        b"urestart: cannot restore: ".as_slice(),
-        what.as_bytes(),
-        b" (error ".as_slice(),
-    ] {
-        let take = part.len().min(line.len() - n);
-        line[n..n + take].copy_from_slice(&part[..take]);
-        n += take;
-    }
-    let mut digits = [0u8; 20];
-    let mut d = 0;
-    let mut v = err.unsigned_abs();
-    loop {
-        digits[d] = b'0' + (v % 10) as u8;
-        d += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    while d > 0 && n < line.len() - 2 {
-        d -= 1;
-        line[n] = digits[d];
-        n += 1;
-    }
-    line[n] = b')';
-    line[n + 1] = b'\n';
-    // SAFETY: writes our own buffer to fd 2.
-    unsafe {
-        sys::syscall6(
-            k::__NR_write,
-            2,
-            line.as_ptr() as u64,
-            (n + 2) as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    uexec_capture::say(format_args!(
+        "urestart: cannot restore: {what} (error {})\n",
+        err.unsigned_abs()
+    ));
     sys::exit_group(FAILED)
 }
 
