@@ -17,7 +17,9 @@
 //! the classic bound of paying rent until buying would have been cheaper).
 //!
 //! Dispatch is per thread and is left before any thread, child process or new program exists: `clone`,
-//! `clone3`, `fork`, `vfork`, `execve` and `execveat` are among the calls that end it.
+//! `clone3`, `fork`, `vfork`, `execve` and `execveat` are among the calls that end it; and before the
+//! program has a signal stack of its own (`sigaltstack` ends it too), so the handler that attaches the
+//! filter always runs on the pager's own stack.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -75,8 +77,11 @@ pub fn spend() -> bool {
 /// effect depends on being made from the program's own context (`rt_sigreturn` restores the frame on
 /// the stack it is made from; a new thread or a `vfork` child would start inside the handler), calls
 /// that make another process or program (each starts under the filter, as every later call does),
-/// calls that change how calls are filtered (`seccomp`, `prctl`: the pager's filter goes first), and
-/// calls of another ABI (`int 0x80`, whose numbers are i386's).
+/// calls that change how calls are filtered (`seccomp`, `prctl`: the pager's filter goes first),
+/// `sigaltstack` (once the program has a signal stack of its own the handler runs on it, and building
+/// the filter there takes about 20 KiB of stack: more than the Go runtime's 32 KiB signal stacks leave;
+/// a Go program under dpager hung 3 runs in 10 with its heap overwritten below one), and calls of
+/// another ABI (`int 0x80`, whose numbers are i386's).
 pub fn must_leave(call: u64, arch: u32) -> bool {
     const AUDIT_ARCH_X86_64: u32 = linux_raw_sys::ptrace::AUDIT_ARCH_X86_64;
     if arch != AUDIT_ARCH_X86_64 {
@@ -93,6 +98,7 @@ pub fn must_leave(call: u64, arch: u32) -> bool {
             | k::__NR_execveat
             | k::__NR_seccomp
             | k::__NR_prctl
+            | k::__NR_sigaltstack
     )
 }
 
@@ -124,6 +130,7 @@ mod tests {
             k::__NR_execveat,
             k::__NR_seccomp,
             k::__NR_prctl,
+            k::__NR_sigaltstack,
         ] {
             assert!(must_leave(call.into(), x86_64), "call {call}");
         }
