@@ -255,6 +255,15 @@ const SPECS: &[Spec] = &[
         role: Role::Alone,
         flags: &[],
     },
+    // The first calls of a program, served under syscall user dispatch before the pagers' filter
+    // exists (issue 8): run case by case by tests/early_calls.rs.
+    Spec {
+        name: "early_calls",
+        sources: &["early_calls.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &["-pthread"],
+    },
     Spec {
         name: "fixed_addr",
         sources: &["fixed_addr.c"],

@@ -265,6 +265,30 @@ unsafe extern "C" fn remap_trampoline() -> i64 {
     )
 }
 
+/// The loader's own file, readable, to map its read-only segments back from.
+///
+/// Opened by the name the kernel executed (AT_EXECFN, relative to the current directory, which the
+/// loader has not changed) when that file's page at `offset` is the loader's page at `low` byte for byte
+/// (its first segment maps it, read-only, never written); else through `/proc/self/exe`. The name is
+/// tried first because the first look at `/proc/self` is one of the slowest calls of a start-up (about
+/// 30 us: it builds the process's procfs entries); the comparison rules out a `#!` script (AT_EXECFN
+/// then names the script) and a file replaced since the exec.
+fn open_own_file(startup: &Startup, low: u64, offset: u64) -> Option<rustix::fd::OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+    let by_name = startup
+        .aux_str(at::EXECFN)
+        .filter(|name| !name.to_bytes().is_empty())
+        .and_then(|name| rustix::fs::open(name, flags, Mode::empty()).ok())
+        .filter(|file| {
+            let mut page = [0u8; uexec_elf::PAGE_SIZE as usize];
+            // SAFETY: `low` is the start of the loader's first segment, a mapped, readable page.
+            let own = unsafe { core::slice::from_raw_parts(low as *const u8, page.len()) };
+            matches!(rustix::io::pread(file, &mut page, offset), Ok(n) if n == page.len())
+                && page == *own
+        });
+    by_name.or_else(|| rustix::fs::open(c"/proc/self/exe", flags, Mode::empty()).ok())
+}
+
 /// `PR_SET_MM_MAP` with `map` (whose `exe_fd` names the program) for a loader that stays mapped: lets go
 /// of the loader's file for the call as the module docs describe, and returns the call's result (0 on
 /// success). The loader's code runs on from the same addresses either way.
@@ -335,12 +359,7 @@ fn remap_around(startup: &Startup, map: &MmMap) -> Option<i64> {
     if ro_covered != ro_high - low || covered != high - low {
         return None;
     }
-    let own_file = rustix::fs::open(
-        c"/proc/self/exe",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
+    let own_file = open_own_file(startup, low, segments.first()?[3])?;
     // The writable segments first (the read-only ones are empty ranges there).
     if ro_high < high {
         let top = file_top(phdrs, bias, low, high);

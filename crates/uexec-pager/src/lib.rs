@@ -5,6 +5,7 @@
 //! `no_std`, allocation-free, and panic-free on every path the handler takes.
 #![no_std]
 
+pub mod dispatch;
 pub mod exec;
 pub mod fatal;
 pub mod pager;

@@ -796,6 +796,25 @@ fn cannot_go_on(state: &State, page: u64, errno: i32) -> ! {
     sys::exit_group(EXIT_PAGER_FAILED)
 }
 
+/// The kernel refused the seccomp filter when syscall user dispatch ended (see crate::dispatch): the
+/// pager can no longer see the program's calls. Says so, as [`cannot_go_on`] does, and ends the process
+/// with [`EXIT_PAGER_FAILED`].
+pub(crate) fn cannot_attach_filter(error: i64) -> ! {
+    let mut line = Line::<200>::new();
+    match state() {
+        Some(state) => push_whose(&mut line, state.tool),
+        None => {
+            line.push(b"uexec-pager");
+        }
+    }
+    line.push(b": cannot attach the system-call filter (error ")
+        .dec(error.unsigned_abs())
+        .push(b")\n");
+    line.write_to(2);
+    print_stats();
+    sys::exit_group(EXIT_PAGER_FAILED)
+}
+
 /// Whether hpager's prediction is on.
 fn predicting() -> bool {
     PREDICTING.load(Ordering::Relaxed)

@@ -775,11 +775,42 @@ pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
         rustix::thread::gettid().as_raw_nonzero().get() as u32,
         old & SIGSET_SEGV_SYS,
     );
+    let ranges = ranges.get(..ranges.len().min(MAX_RANGES)).unwrap_or(&[]);
+    // SAFETY: single-threaded set-up; FILTER_RANGES is read only by `attach_filter` afterwards.
+    let kept = unsafe { &mut *FILTER_RANGES.0.get() };
+    for (slot, &range) in kept.0.iter_mut().zip(ranges) {
+        *slot = range;
+    }
+    kept.1 = ranges.len();
+    if crate::dispatch::enter(LOADER_RANGE.0, LOADER_RANGE.1 - LOADER_RANGE.0) {
+        return Ok(());
+    }
+    attach_filter()
+}
+
+/// The loaders' address range (see [`LOADER_IP_HIGH`]): calls made from there are the pager's.
+const LOADER_RANGE: (u64, u64) = (
+    (LOADER_IP_HIGH as u64) << 32,
+    (LOADER_IP_HIGH as u64 + 1) << 32,
+);
+
+/// The filter's ranges, kept from `install` for [`attach_filter`], and how many are used.
+struct FilterRanges(UnsafeCell<([(u64, u64); MAX_RANGES], usize)>);
+// SAFETY: written once during single-threaded set-up, read afterwards (by the one thread that leaves
+// syscall user dispatch, before any other thread exists).
+unsafe impl Sync for FilterRanges {}
+static FILTER_RANGES: FilterRanges = FilterRanges(UnsafeCell::new(([(0, 0); MAX_RANGES], 0)));
+
+/// Builds the filter over the ranges `install` was given and attaches it; returns the kernel's error.
+/// Called at set-up, or from the SIGSYS handler when syscall user dispatch ends (see crate::dispatch).
+fn attach_filter() -> Result<(), i64> {
+    // SAFETY: FILTER_RANGES is no longer written (see its Sync impl).
+    let (list, len) = unsafe { &*FILTER_RANGES.0.get() };
     let mut program = Program::new();
     build_filter(
         &mut program,
-        ranges.get(..ranges.len().min(MAX_RANGES)).unwrap_or(&[]),
-        stats,
+        list.get(..*len).unwrap_or(&[]),
+        STATS_ON_EXIT.load(Ordering::Relaxed),
     );
     let insns = program.finish();
     if insns.is_empty() {
@@ -821,6 +852,15 @@ pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
     } else {
         Ok(())
     }
+}
+
+/// Ends syscall user dispatch (see crate::dispatch): attaches the filter, then turns dispatch off, so
+/// that no call of the program's goes unseen. If the kernel refuses the filter the pager cannot go on.
+fn leave_dispatch() {
+    if let Err(e) = attach_filter() {
+        pager::cannot_attach_filter(e);
+    }
+    crate::dispatch::leave();
 }
 
 /// Offsets in the x86-64 `ucontext_t` of the saved general registers (`uc_mcontext.gregs`).
@@ -879,6 +919,21 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
             ],
         )
     };
+    // SAFETY: as above.
+    let (code, arch, after) = unsafe { ((*info).code, (*info).arch, (*info).call_addr) };
+    if code == crate::dispatch::SYS_USER_DISPATCH
+        && (crate::dispatch::spend() || crate::dispatch::must_leave(call, arch))
+    {
+        // The filter takes over; the program executes its `syscall` (or `int 0x80`, also two bytes)
+        // again, under it. Dispatch left rax holding the call number, as at the instruction.
+        leave_dispatch();
+        // SAFETY: as above; the saved rip and rax are the interrupted program's.
+        unsafe {
+            reg_ptr(context, reg::RIP).write(after.wrapping_sub(2));
+            reg_ptr(context, reg::RAX).write(call);
+        }
+        return;
+    }
     if call == nr::CLONE {
         // Performed by a stub after this handler returns, unless it cannot be.
         if let Err(e) = crate::threads::redirect_clone(context) {
