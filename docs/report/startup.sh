@@ -9,8 +9,9 @@
 #                                            kernel.perf_event_paranoid <= 1 for tracepoints)
 #
 # The configurations are run round-robin (native, apager, dpager, hpager, native, ...) so that drift
-# on a shared machine is shared; the first round is dropped (warm-up). Tracing adds a little to every event (each system call and fault is
-# two records in a ring buffer): absolute times are somewhat inflated, the split is what counts.
+# on a shared machine is shared; the first round is dropped (warm-up). Tracing adds to every event
+# (each system call is two records in a ring buffer, each fault one): absolute times are inflated
+# (about twice the loader's untraced share, printed at the end), the split is what counts.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin="${UEXEC_BIN_DIR:-$root/target/release}"

@@ -17,8 +17,8 @@ numbers):
               trampoline and self-unmap, the pagers' detach from their own file (as root)
   pager       to seccomp's (317) exit: the pagers' regions, stacks, handlers and filter
   jump        from the end of the loader (or native: from execve's exit) to the next system call's
-              entry: the jump and the program's first instructions (with their faults; under dpager a
-              trapped first call's SIGSYS round trip too)
+              entry: the jump and the program's first instructions, with their faults (under the
+              pagers the next call is usually the handler's mprotect for the first demand fault)
   total       execve's entry to exit_group's (231) entry
 
 Prints, per program and configuration, the median of each phase in microseconds over the runs and the
