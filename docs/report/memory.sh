@@ -24,5 +24,11 @@ for i in $(seq "$runs"); do
 		/usr/bin/time -f "$mode run $i: %M KiB peak RSS, %R minor faults, %e s" "$@" >/dev/null
 	done
 done 2>&1 | sort -s -k1,1
+# How much one fault maps natively: the same table with one page in 64, 256 and 512 read.
+for step in 64 256 512; do
+	${CC:-gcc} -O2 -static -DSTEP=$step -o "$out/sparse_table_$step" "$root/docs/report/sparse_table.c"
+	cat "$out/sparse_table_$step" >/dev/null
+	/usr/bin/time -f "native, one page in $step: %M KiB peak RSS, %R minor faults" "$out/sparse_table_$step" 2>&1
+done
 "$bin/dpager" -q --stats "$out/sparse_table"
 "$bin/hpager" -q --stats "$out/sparse_table"

@@ -12,7 +12,9 @@
 
 #define PAGE 4096
 #define PAGES 8192
-#define STEP 16
+#ifndef STEP
+#define STEP 16 /* memory.sh also builds it with -DSTEP=64, 256, 512 */
+#endif
 
 /* Non-zero at both ends so that the whole table is initialised data in the file, not bss. */
 static const volatile unsigned char table[PAGES * PAGE] = {[0] = 1, [PAGES * PAGE - 1] = 2};
