@@ -264,6 +264,14 @@ const SPECS: &[Spec] = &[
         role: Role::Alone,
         flags: &["-pthread"],
     },
+    // Where the break starts (tests/randomization.rs).
+    Spec {
+        name: "brk_offset",
+        sources: &["brk_offset.c"],
+        lang: Lang::C,
+        role: Role::Alone,
+        flags: &[],
+    },
     Spec {
         name: "fixed_addr",
         sources: &["fixed_addr.c"],

@@ -24,8 +24,10 @@ const STACK_GUARD: u64 = 256 * PAGE_SIZE;
 const DEFAULT_STACK: u64 = 8 << 20;
 const MIN_STACK: u64 = 128 << 10;
 const MAX_STACK: u64 = 4 << 30;
-/// `arch_randomize_brk`: the break starts up to this far above its base.
-const BRK_RANDOM_RANGE: u64 = 32 << 20;
+/// `arch_randomize_brk` for 64-bit tasks: the break starts up to this far above its base (1 GiB since
+/// Linux 6.9, 32 MiB before; measured here on 6.18: a static program's break 44 to 989 MiB above its
+/// bss in 30 runs).
+const BRK_RANDOM_RANGE: u64 = 1 << 30;
 /// `arch_mmap_rnd` for 64-bit tasks: 28 bits of pages.
 const MMAP_RANDOM_BITS: u32 = 28;
 /// `arch_align_stack`: up to this many bytes of random padding below the strings.
