@@ -2,10 +2,17 @@
 //! starts it up to 1 GiB above the bss for a 64-bit task (32 MiB before Linux 6.9), so over 24 runs
 //! some start more than 32 MiB above it (all 24 below would have odds of 32^-24 with 1 GiB), none
 //! 1 GiB or more. fixtures/brk_offset.c prints the distance in MiB; the static (non-PIE) variants only:
-//! a static-pie program's break is moved below its image (as `load_elf_binary` does for an `ET_DYN`
-//! without an interpreter), and a dynamic one's follows the interpreter's rules.
+//! a static-pie program's break is moved away from its image, to `ELF_ET_DYN_BASE` (as
+//! `load_elf_binary` does for an `ET_DYN` without an interpreter), and a dynamic one's follows the
+//! interpreter's rules. Without randomisation (`setarch -R`) the break is one fixed address, the same
+//! natively and under every loader, for every variant.
 
-use difftest::{require_loader, run_native, run_under, variants};
+use std::ffi::OsStr;
+use std::path::Path;
+
+use difftest::{
+    identities, path_as, require_loader, run_native, run_native_as, run_under, variants,
+};
 
 const RUNS: usize = 24;
 
@@ -47,6 +54,45 @@ fn the_break_starts_as_far_above_the_bss_as_natively() {
                 "{} under {loader}: break offsets {loaded:?} MiB, natively {native:?}",
                 fx.variant
             );
+        }
+    }
+    assert!(seen > 0, "brk_offset was not built");
+}
+
+const SETARCH: &str = "/usr/bin/setarch";
+
+#[test]
+fn without_randomisation_the_break_starts_where_the_kernels_does() {
+    assert!(
+        Path::new(SETARCH).is_file(),
+        "{SETARCH} not found (Debian: util-linux)"
+    );
+    let mut seen = 0;
+    for fx in variants("brk_offset") {
+        seen += 1;
+        for &who in identities() {
+            let program = path_as(who, Path::new(fx.path));
+            let break_of = |prefix: &[&OsStr]| {
+                let mut args: Vec<&OsStr> = vec![OsStr::new("-R")];
+                args.extend_from_slice(prefix);
+                args.push(program.as_os_str());
+                args.push(OsStr::new("abs"));
+                let out = run_native_as(who, SETARCH, &args);
+                assert_eq!(out.status.shell_code(), 0, "{} {who}: {out:?}", fx.variant);
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            };
+            let native = break_of(&[]);
+            assert!(native.starts_with("0x"), "{} natively: {native:?}", fx.variant);
+            for loader in ["apager", "dpager", "hpager"] {
+                let loader_path = path_as(who, &require_loader(loader));
+                let loaded = break_of(&[loader_path.as_os_str(), OsStr::new("-q")]);
+                assert_eq!(
+                    loaded, native,
+                    "{} under {loader} {who}, without randomisation: the break starts at {loaded}, \
+                     natively at {native}",
+                    fx.variant
+                );
+            }
         }
     }
     assert!(seen > 0, "brk_offset was not built");

@@ -7,6 +7,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 use rustix::process::Resource;
 use uexec_elf::{
     page_down, page_up, FileHeader, Image, Kind, Prot, ET_DYN_BASE, MAX_INTERP_PATH, PAGE_SIZE,
+    TASK_SIZE,
 };
 
 use crate::error::{InterpreterError, LoadError};
@@ -32,6 +33,11 @@ const BRK_RANDOM_RANGE: u64 = 1 << 30;
 const MMAP_RANDOM_BITS: u32 = 28;
 /// `arch_align_stack`: up to this many bytes of random padding below the strings.
 const STACK_RANDOM_PAD: u64 = 8192;
+/// Where a static-pie program's break starts before randomisation: `ELF_PAGEALIGN(ELF_ET_DYN_BASE)`,
+/// one page above [`ET_DYN_BASE`] (which is rounded down). Recent kernels' `load_elf_binary` moves the
+/// break of an `ET_DYN` without an interpreter there whether or not it randomises (measured on 6.18
+/// under `setarch -R`: a static-pie's first `sbrk(0)` is above 0x555555555000, not after its bss).
+const STATIC_PIE_BRK: u64 = (TASK_SIZE / 3 * 2 + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
 
 /// What to run and how.
 pub struct Request<'a, A, E> {
@@ -216,9 +222,9 @@ where
     .map_err(|_| LoadError::Open(rustix::io::Errno::TOOBIG))?;
 
     // The break: right after the program's bss, with the kernel's gap and randomisation; a static-pie's
-    // break is moved to ELF_ET_DYN_BASE, out of the mmap area.
+    // break is moved to ELF_ET_DYN_BASE (page-aligned up), out of the mmap area, randomised or not.
     let brk_base = match (program.image.kind, &interpreter, request.randomize) {
-        (Kind::Dyn, None, true) => ET_DYN_BASE,
+        (Kind::Dyn, None, _) => STATIC_PIE_BRK,
         (_, _, true) => page_up(mapped.end).unwrap_or(mapped.end) + PAGE_SIZE,
         (_, _, false) => page_up(mapped.end).unwrap_or(mapped.end),
     };
