@@ -38,8 +38,10 @@ demo: all $(DEMO)/hello-static $(DEMO)/hello-static-pie $(DEMO)/hello-dynamic
 	$(RELEASE)/apager $(DEMO)/hello-static-pie one two
 	@echo; echo "== under apager: a dynamically linked program, through its own PT_INTERP"
 	$(RELEASE)/apager $(DEMO)/hello-dynamic one two
-	@echo; echo "== apager refusing to load itself"
-	-$(RELEASE)/apager $(RELEASE)/apager
+	@echo; echo "== apager refusing to load itself (expected: one line naming the problem, exit status 126)"
+	@$(RELEASE)/apager $(RELEASE)/apager; status=$$?; \
+	if [ $$status -eq 126 ]; then echo "(refused as expected: exit status 126)"; \
+	else echo "unexpected exit status $$status"; exit 1; fi
 
 # The loaders (and the checkpoint preload library) are built in release mode first: the differential
 # tests run target/release/apager and LD_PRELOAD target/release/libuexec_ckpt.so.

@@ -14,6 +14,10 @@ int main(int argc, char **argv)
 		printf("  argv[%d] = %s\n", i, argv[i]);
 	printf("  AT_EXECFN = %s, AT_PLATFORM = %s\n", (char *)getauxval(AT_EXECFN),
 	       (char *)getauxval(AT_PLATFORM));
-	printf("  program break starts %s the end of the bss\n", (char *)sbrk(0) >= _end ? "after" : "before");
+	if ((char *)sbrk(0) >= _end)
+		printf("  program break starts after the end of the bss\n");
+	else
+		printf("  program break starts below the image: for a static-pie the kernel (and uexec) moves it\n"
+		       "  to ELF_ET_DYN_BASE, out of the mmap area where the image lies\n");
 	return 0;
 }
