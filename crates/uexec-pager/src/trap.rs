@@ -31,10 +31,10 @@
 //! pointer gives `EFAULT`, as natively, not a fault in the handler. (execve's path and argument strings
 //! are still read directly by `crate::exec`, after being granted.)
 
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::lock::{Lock, Once};
 use crate::pager;
 use linux_raw_sys::general as k;
 
@@ -685,41 +685,23 @@ struct Fprog {
     filter: *const Insn,
 }
 
-/// The program's SIGSEGV action, as it believes it installed it.
-struct Virtual(UnsafeCell<KernelSigaction>);
-
-// SAFETY: written only from the SIGSYS handler while a spin flag is held, read from the SIGSEGV handler;
-// a torn read can only happen if the program changes its SIGSEGV handler while faulting in another
-// thread, as racy natively as here.
-unsafe impl Sync for Virtual {}
-
-static PROGRAM_SEGV: Virtual = Virtual(UnsafeCell::new(KernelSigaction {
+/// The program's SIGSEGV action, as it believes it installed it: written from the SIGSYS handler, read
+/// from the SIGSEGV handler.
+static PROGRAM_SEGV: Lock<KernelSigaction> = Lock::new(KernelSigaction {
     handler: 0,
     flags: 0,
     restorer: 0,
     mask: 0,
-}));
-static PROGRAM_SEGV_LOCK: AtomicBool = AtomicBool::new(false);
+});
 static STATS_ON_EXIT: AtomicBool = AtomicBool::new(false);
 
 /// The SIGSEGV action the program asked for (`SIG_DFL` unless it installed one).
 pub fn program_segv_action() -> KernelSigaction {
-    while PROGRAM_SEGV_LOCK.swap(true, Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock serialises access.
-    let action = unsafe { *PROGRAM_SEGV.0.get() };
-    PROGRAM_SEGV_LOCK.store(false, Ordering::Release);
-    action
+    PROGRAM_SEGV.get()
 }
 
 fn set_program_segv_action(action: KernelSigaction) {
-    while PROGRAM_SEGV_LOCK.swap(true, Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock serialises access.
-    unsafe { *PROGRAM_SEGV.0.get() = action };
-    PROGRAM_SEGV_LOCK.store(false, Ordering::Release);
+    PROGRAM_SEGV.set(action);
 }
 
 /// Forgets the program's SIGSEGV handler (`SA_RESETHAND` after a delivery).
@@ -776,12 +758,13 @@ pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
         old & SIGSET_SEGV_SYS,
     );
     let ranges = ranges.get(..ranges.len().min(MAX_RANGES)).unwrap_or(&[]);
-    // SAFETY: single-threaded set-up; FILTER_RANGES is read only by `attach_filter` afterwards.
-    let kept = unsafe { &mut *FILTER_RANGES.0.get() };
-    for (slot, &range) in kept.0.iter_mut().zip(ranges) {
-        *slot = range;
-    }
-    kept.1 = ranges.len();
+    FILTER_RANGES.init(|kept| {
+        for (slot, &range) in kept.0.iter_mut().zip(ranges) {
+            *slot = range;
+        }
+        kept.1 = ranges.len();
+        true
+    });
     if crate::dispatch::enter(LOADER_RANGE.0, LOADER_RANGE.1 - LOADER_RANGE.0) {
         return Ok(());
     }
@@ -795,17 +778,12 @@ const LOADER_RANGE: (u64, u64) = (
 );
 
 /// The filter's ranges, kept from `install` for [`attach_filter`], and how many are used.
-struct FilterRanges(UnsafeCell<([(u64, u64); MAX_RANGES], usize)>);
-// SAFETY: written once during single-threaded set-up, read afterwards (by the one thread that leaves
-// syscall user dispatch, before any other thread exists).
-unsafe impl Sync for FilterRanges {}
-static FILTER_RANGES: FilterRanges = FilterRanges(UnsafeCell::new(([(0, 0); MAX_RANGES], 0)));
+static FILTER_RANGES: Once<([(u64, u64); MAX_RANGES], usize)> = Once::new(([(0, 0); MAX_RANGES], 0));
 
 /// Builds the filter over the ranges `install` was given and attaches it; returns the kernel's error.
 /// Called at set-up, or from the SIGSYS handler when syscall user dispatch ends (see crate::dispatch).
 fn attach_filter() -> Result<(), i64> {
-    // SAFETY: FILTER_RANGES is no longer written (see its Sync impl).
-    let (list, len) = unsafe { &*FILTER_RANGES.0.get() };
+    let (list, len) = FILTER_RANGES.get().unwrap_or(&([(0, 0); MAX_RANGES], 0));
     let mut program = Program::new();
     build_filter(
         &mut program,
