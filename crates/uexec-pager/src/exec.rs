@@ -28,7 +28,8 @@ use linux_raw_sys::general as k;
 
 use crate::lock::Once;
 use crate::pager;
-use crate::trap::{raw, read_word};
+use crate::sys::raw;
+use crate::trap::read_word;
 
 /// Room for the pager's leading arguments: a few options and a `--log-append` path.
 const PREFIX_ROOM: usize = 4096 + 256;

@@ -42,7 +42,7 @@ use uexec_elf::{page_down, Image, PAGE_SIZE};
 use crate::lock::{Lock, Once};
 use crate::predict::{Policy, Predictor, MAX_PREDICT};
 use crate::regions::{Region, RegionTable, MAPPED, MAPPING, PREDICTED, UNTOUCHED};
-use crate::sys::{self, KernelSigaction};
+use crate::sys::{self, KernelSigaction, SigInfo, UC_ERR_OFFSET, UC_SIGMASK_OFFSET};
 use crate::text::{prot_str, Line};
 
 /// The exit status of a process whose pager could not go on (a system call it needs failed); neither a
@@ -397,20 +397,7 @@ fn install_handler() -> Result<(), SetupError> {
     Ok(())
 }
 
-/// `siginfo_t` as far as the handler reads it.
-#[repr(C)]
-struct SigInfo {
-    signo: i32,
-    errno: i32,
-    code: i32,
-    _pad: i32,
-    addr: u64,
-}
-
 const SEGV_MAPERR: i32 = 1;
-/// Offset of `uc_mcontext.gregs[REG_ERR]` in the x86-64 `ucontext_t`: 40 bytes of flags, link and
-/// stack, then 19 general registers.
-const UC_ERR_OFFSET: usize = 40 + 19 * 8;
 /// Page-fault error-code bits.
 const PF_WRITE: u64 = 1 << 1;
 const PF_INSTR: u64 = 1 << 4;
@@ -1165,8 +1152,6 @@ fn run_program_handler(
 ) {
     const SA_RESETHAND: u64 = 0x8000_0000;
     const SIG_SETMASK: u64 = 2;
-    /// Offset of `uc_sigmask` in the x86-64 `ucontext_t`.
-    const UC_SIGMASK_OFFSET: usize = 40 + 256;
     let never = (1u64 << (sys::SIGSEGV - 1)) | (1u64 << (sys::SIGSYS - 1));
     // SAFETY: `context` is the ucontext of the SIGSEGV being handled.
     let interrupted = unsafe {

@@ -38,69 +38,11 @@ use crate::lock::{Lock, Once};
 use crate::pager;
 use linux_raw_sys::general as k;
 
-use crate::sys::{self, KernelSigaction};
+use crate::sys::{self, nr, raw, reg, reg_ptr, KernelSigaction, SysInfo, UC_SIGMASK_OFFSET};
 
 /// Where the loaders are linked: a call whose instruction pointer has these high 32 bits is the loader's.
 const LOADER_IP_HIGH: u32 = 0x3c00;
 
-/// System call numbers the handler dispatches on.
-pub(crate) mod nr {
-    use linux_raw_sys::general as k;
-
-    pub const READ: u64 = k::__NR_read as u64;
-    pub const WRITE: u64 = k::__NR_write as u64;
-    pub const STAT: u64 = k::__NR_stat as u64;
-    pub const FSTAT: u64 = k::__NR_fstat as u64;
-    pub const LSTAT: u64 = k::__NR_lstat as u64;
-    pub const MMAP: u64 = k::__NR_mmap as u64;
-    pub const MPROTECT: u64 = k::__NR_mprotect as u64;
-    pub const MUNMAP: u64 = k::__NR_munmap as u64;
-    pub const RT_SIGACTION: u64 = k::__NR_rt_sigaction as u64;
-    pub const RT_SIGPROCMASK: u64 = k::__NR_rt_sigprocmask as u64;
-    pub const PREAD64: u64 = k::__NR_pread64 as u64;
-    pub const PWRITE64: u64 = k::__NR_pwrite64 as u64;
-    pub const READV: u64 = k::__NR_readv as u64;
-    pub const WRITEV: u64 = k::__NR_writev as u64;
-    pub const PIPE: u64 = k::__NR_pipe as u64;
-    pub const MREMAP: u64 = k::__NR_mremap as u64;
-    pub const MADVISE: u64 = k::__NR_madvise as u64;
-    pub const GETCWD: u64 = k::__NR_getcwd as u64;
-    pub const READLINK: u64 = k::__NR_readlink as u64;
-    pub const SIGALTSTACK: u64 = k::__NR_sigaltstack as u64;
-    pub const GETDENTS64: u64 = k::__NR_getdents64 as u64;
-    pub const EXIT_GROUP: u64 = k::__NR_exit_group as u64;
-    pub const NEWFSTATAT: u64 = k::__NR_newfstatat as u64;
-    pub const READLINKAT: u64 = k::__NR_readlinkat as u64;
-    pub const PIPE2: u64 = k::__NR_pipe2 as u64;
-    pub const GETRANDOM: u64 = k::__NR_getrandom as u64;
-    pub const STATX: u64 = k::__NR_statx as u64;
-    pub const PKEY_MPROTECT: u64 = k::__NR_pkey_mprotect as u64;
-    pub const EXECVE: u64 = k::__NR_execve as u64;
-    pub const EXECVEAT: u64 = k::__NR_execveat as u64;
-    pub const CLONE: u64 = k::__NR_clone as u64;
-    pub const EXIT: u64 = k::__NR_exit as u64;
-    pub const CLONE3: u64 = k::__NR_clone3 as u64;
-    pub const GETPID: u64 = k::__NR_getpid as u64;
-    pub const PROCESS_VM_READV: u64 = k::__NR_process_vm_readv as u64;
-    pub const PROCESS_VM_WRITEV: u64 = k::__NR_process_vm_writev as u64;
-    pub const PREADV: u64 = k::__NR_preadv as u64;
-    pub const PWRITEV: u64 = k::__NR_pwritev as u64;
-    pub const PREADV2: u64 = k::__NR_preadv2 as u64;
-    pub const PWRITEV2: u64 = k::__NR_pwritev2 as u64;
-    pub const VMSPLICE: u64 = k::__NR_vmsplice as u64;
-    pub const SENDMSG: u64 = k::__NR_sendmsg as u64;
-    pub const RECVMSG: u64 = k::__NR_recvmsg as u64;
-    pub const SENDMMSG: u64 = k::__NR_sendmmsg as u64;
-    pub const RECVMMSG: u64 = k::__NR_recvmmsg as u64;
-    pub const FUTEX_WAITV: u64 = k::__NR_futex_waitv as u64;
-    pub const IO_SUBMIT: u64 = k::__NR_io_submit as u64;
-    pub const IO_GETEVENTS: u64 = k::__NR_io_getevents as u64;
-    pub const IO_PGETEVENTS: u64 = k::__NR_io_pgetevents as u64;
-    pub const POLL: u64 = k::__NR_poll as u64;
-    pub const PPOLL: u64 = k::__NR_ppoll as u64;
-    pub const EPOLL_WAIT: u64 = k::__NR_epoll_wait as u64;
-    pub const EPOLL_PWAIT: u64 = k::__NR_epoll_pwait as u64;
-}
 
 /// Classic BPF, as `struct sock_filter`.
 #[repr(C)]
@@ -841,40 +783,8 @@ fn leave_dispatch() {
     crate::dispatch::leave();
 }
 
-/// Offsets in the x86-64 `ucontext_t` of the saved general registers (`uc_mcontext.gregs`).
-pub(crate) mod reg {
-    pub const R8: usize = 0;
-    pub const R9: usize = 1;
-    pub const R10: usize = 2;
-    pub const R11: usize = 3;
-    pub const RDI: usize = 8;
-    pub const RSI: usize = 9;
-    pub const RDX: usize = 12;
-    pub const RAX: usize = 13;
-    pub const RSP: usize = 15;
-    pub const RIP: usize = 16;
-    pub const EFL: usize = 17;
-    pub const fn offset(r: usize) -> usize {
-        40 + 8 * r
-    }
-}
 
-/// `siginfo_t` for SIGSYS, as far as it is read.
-#[repr(C)]
-struct SysInfo {
-    signo: i32,
-    errno: i32,
-    code: i32,
-    _pad: i32,
-    call_addr: u64,
-    syscall: i32,
-    arch: u32,
-}
 
-pub(crate) unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
-    // SAFETY: per the caller, `context` is the ucontext of the signal being handled.
-    unsafe { context.cast::<u8>().add(reg::offset(r)).cast::<u64>() }
-}
 
 const SIGSET_SEGV_SYS: u64 = (1 << (sys::SIGSEGV - 1)) | (1 << (sys::SIGSYS - 1));
 const SA_NODEFER: u64 = k::SA_NODEFER as u64;
@@ -925,9 +835,6 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
     unsafe { reg_ptr(context, reg::RAX).write(result as u64) };
 }
 
-/// Offset of `uc_sigmask` in the x86-64 `ucontext_t`: after flags, link, stack (40 bytes) and the
-/// 256-byte `sigcontext`.
-const UC_SIGMASK_OFFSET: usize = 40 + 256;
 const EINVAL: i64 = -(linux_raw_sys::errno::EINVAL as i64);
 const EFAULT: i64 = -(linux_raw_sys::errno::EFAULT as i64);
 const SIGKILL_SIGSTOP: u64 = (1 << (9 - 1)) | (1 << (19 - 1));
@@ -1419,17 +1326,6 @@ fn prepare_iocb(iocb: u64) {
     }
 }
 
-/// Performs a call from the loader's code (which the filter allows).
-pub(crate) fn raw(call: u64, args: &[u64; 6]) -> i64 {
-    let ret: i64;
-    // SAFETY: the program asked for exactly this call with these arguments.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") call as i64 => ret, in("rdi") args[0], in("rsi") args[1],
-            in("rdx") args[2], in("r10") args[3], in("r8") args[4], in("r9") args[5],
-            lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
-    ret
-}
 
 #[cfg(test)]
 mod tests {
