@@ -103,14 +103,8 @@ pub fn must_leave(call: u64, arch: u32) -> bool {
 }
 
 fn prctl5(option: u32, a: u64, b: u64, c: u64, d: u64) -> i64 {
-    let ret: i64;
-    // SAFETY: prctl with scalar arguments (the selector is NULL); it reads no memory of ours.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") k::__NR_prctl as i64 => ret,
-            in("rdi") u64::from(option), in("rsi") a, in("rdx") b, in("r10") c, in("r8") d,
-            lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
-    ret
+    // prctl with scalar arguments (the selector is NULL); it reads no memory of ours.
+    crate::sys::raw(k::__NR_prctl as u64, &[u64::from(option), a, b, c, d, 0])
 }
 
 #[cfg(test)]

@@ -23,25 +23,35 @@
 //! such exec of more than [`ARGS_ON_STACK`] arguments).
 
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use linux_raw_sys::general as k;
 
+use crate::lock::Once;
 use crate::pager;
-use crate::trap::{raw, read_word};
+use crate::sys::raw;
+use crate::trap::read_word;
 
-/// A descriptor of the pager's own binary, opened before `/proc/self/exe` changed.
-/// The pager's own binary, by path (a descriptor kept for it would be one the program sees).
-static mut SELF_PATH: [u8; MAX_STRING as usize] = [0; MAX_STRING as usize];
-static SELF_SET: AtomicBool = AtomicBool::new(false);
-/// The pager's own leading arguments (`dpager -q --stats ...`), NUL-separated.
 /// Room for the pager's leading arguments: a few options and a `--log-append` path.
 const PREFIX_ROOM: usize = 4096 + 256;
-static mut PREFIX: [u8; PREFIX_ROOM] = [0; PREFIX_ROOM];
-static PREFIX_LEN: AtomicUsize = AtomicUsize::new(0);
-/// The program's absolute path, NUL-terminated: what `/proc/self/exe` names natively (it names the
-/// pager when the pager could not point it at the program, as for an unprivileged user).
-static mut PROGRAM: [u8; MAX_STRING as usize] = [0; MAX_STRING as usize];
+
+/// How to start the pager again, recorded by [`configure`].
+struct Relaunch {
+    /// The pager's own binary, by path (a descriptor kept for it would be one the program sees).
+    self_path: [u8; MAX_STRING as usize],
+    /// The pager's own leading arguments (`dpager -q --stats ...`), NUL-separated.
+    prefix: [u8; PREFIX_ROOM],
+    prefix_len: usize,
+    /// The program's absolute path, NUL-terminated: what `/proc/self/exe` names natively (it names the
+    /// pager when the pager could not point it at the program, as for an unprivileged user).
+    program: [u8; MAX_STRING as usize],
+}
+
+static RELAUNCH: Once<Relaunch> = Once::new(Relaunch {
+    self_path: [0; MAX_STRING as usize],
+    prefix: [0; PREFIX_ROOM],
+    prefix_len: 0,
+    program: [0; MAX_STRING as usize],
+});
 
 const MAX_STRING: u64 = 4096;
 /// Pointers of the new argv kept on the handler's stack (16 KiB).
@@ -61,8 +71,16 @@ pub unsafe fn configure(
     prefix: &[u8],
     program: &core::ffi::CStr,
 ) -> bool {
-    // SAFETY: set-up is single-threaded; PROGRAM is read only by the handler afterwards.
-    let absolute = unsafe { &mut *core::ptr::addr_of_mut!(PROGRAM) };
+    RELAUNCH.init(|r| fill(r, self_path, prefix, program))
+}
+
+fn fill(
+    r: &mut Relaunch,
+    self_path: &core::ffi::CStr,
+    prefix: &[u8],
+    program: &core::ffi::CStr,
+) -> bool {
+    let absolute = &mut r.program;
     let program = program.to_bytes();
     let mut at = 0;
     if !program.starts_with(b"/") {
@@ -97,8 +115,7 @@ pub unsafe fn configure(
     };
     name.copy_from_slice(program);
     *last = 0;
-    // SAFETY: set-up is single-threaded; PREFIX is read only by the handler afterwards.
-    let slot = unsafe { &mut *core::ptr::addr_of_mut!(PREFIX) };
+    let slot = &mut r.prefix;
     // The last byte stays NUL, so every part is terminated.
     let Some(dest) = slot
         .get_mut(..prefix.len())
@@ -110,15 +127,13 @@ pub unsafe fn configure(
     if prefix.split(|&b| b == 0).filter(|p| !p.is_empty()).count() > MAX_PREFIX {
         return false;
     }
-    PREFIX_LEN.store(prefix.len(), Ordering::Relaxed);
-    // SAFETY: set-up is single-threaded; SELF_PATH is read only by the handler afterwards.
-    let own = unsafe { &mut *core::ptr::addr_of_mut!(SELF_PATH) };
+    r.prefix_len = prefix.len();
+    let own = &mut r.self_path;
     let path = self_path.to_bytes_with_nul();
     let Some(dest) = own.get_mut(..path.len()) else {
         return false;
     };
     dest.copy_from_slice(path);
-    SELF_SET.store(true, Ordering::Release);
     true
 }
 
@@ -403,16 +418,14 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
         // A path the kernel cannot read: its EFAULT, without reading it here.
         return direct();
     }
-    if !SELF_SET.load(Ordering::Acquire) {
+    let Some(relaunch) = RELAUNCH.get() else {
         return direct();
-    }
-    // SAFETY: SELF_PATH is written only during set-up, before SELF_SET.
-    let self_path = unsafe { (*core::ptr::addr_of!(SELF_PATH)).as_ptr() as u64 };
+    };
+    let self_path = relaunch.self_path.as_ptr() as u64;
     // The program re-executing itself: what it runs natively is the program, whatever the link says
     // here (it names the pager when the pager could not point it at the program).
     let runs = if is_own_exe(path) {
-        // SAFETY: PROGRAM is written only during set-up.
-        unsafe { (*core::ptr::addr_of!(PROGRAM)).as_ptr() as u64 }
+        relaunch.program.as_ptr() as u64
     } else {
         path
     };
@@ -503,9 +516,9 @@ fn build_argv(
         count += 1;
         Some(())
     };
-    // SAFETY: PREFIX is written only during set-up.
-    let prefix = unsafe { &*core::ptr::addr_of!(PREFIX) };
-    let len = PREFIX_LEN.load(Ordering::Relaxed);
+    let relaunch = RELAUNCH.get()?;
+    let prefix = &relaunch.prefix;
+    let len = relaunch.prefix_len;
     let mut start = 0;
     while start < len {
         let end = prefix.get(start..len)?.iter().position(|&b| b == 0)? + start;
@@ -540,8 +553,7 @@ fn build_argv(
     // SAFETY: the path was made accessible and is NUL-terminated.
     let path_bytes = unsafe { core::slice::from_raw_parts(path as *const u8, c_len(path)) };
     if is_own_exe(path) {
-        // SAFETY: PROGRAM is written only during set-up.
-        let program = unsafe { &*core::ptr::addr_of!(PROGRAM) };
+        let program = &relaunch.program;
         push(program.as_ptr() as u64)?;
     } else if path_bytes.starts_with(b"/proc/self/")
         || path_bytes.starts_with(b"/proc/thread-self/")

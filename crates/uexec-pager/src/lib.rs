@@ -8,6 +8,7 @@
 pub mod dispatch;
 pub mod exec;
 pub mod fatal;
+pub mod lock;
 pub mod pager;
 pub mod predict;
 pub mod regions;

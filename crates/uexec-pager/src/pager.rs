@@ -33,16 +33,16 @@
 //! uses no TLS, errno, allocator, lock, `core::fmt` or panic; only raw system calls, atomics and stack
 //! buffers. The state it reads is written once by [`install`] before the handler exists.
 
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use linux_raw_sys::general as k;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use uexec_elf::{page_down, Image, PAGE_SIZE};
 
+use crate::lock::{Lock, Once};
 use crate::predict::{Policy, Predictor, MAX_PREDICT};
 use crate::regions::{Region, RegionTable, MAPPED, MAPPING, PREDICTED, UNTOUCHED};
-use crate::sys::{self, KernelSigaction};
+use crate::sys::{self, KernelSigaction, SigInfo, UC_ERR_OFFSET, UC_SIGMASK_OFFSET};
 use crate::text::{prot_str, Line};
 
 /// The exit status of a process whose pager could not go on (a system call it needs failed); neither a
@@ -95,17 +95,13 @@ pub struct Config {
 }
 
 /// The program's name in log lines, up to 15 bytes as `comm`.
-struct Name(UnsafeCell<[u8; 16]>);
-// SAFETY: written only by `install`, before any handler or thread exists; read-only afterwards.
-unsafe impl Sync for Name {}
-static PROGRAM_NAME: Name = Name(UnsafeCell::new([0; 16]));
+static PROGRAM_NAME: Once<[u8; 16]> = Once::new([0; 16]);
 
 /// Starts a log line with whose it is: `TOOL[PID NAME]`, so that the lines of a process tree (a
 /// pipeline's programs, each paged) can be told apart. The pid is read at each line: a forked child
 /// logs its own.
 pub fn push_whose<const N: usize>(line: &mut Line<N>, tool: &str) {
-    // SAFETY: see `Name`.
-    let name = unsafe { &*PROGRAM_NAME.0.get() };
+    let name: &[u8] = PROGRAM_NAME.get().map_or(&[], |n| n);
     let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
     line.push(tool.as_bytes())
         .push(b"[")
@@ -120,8 +116,8 @@ pub fn push_whose<const N: usize>(line: &mut Line<N>, tool: &str) {
         .push(b"]");
 }
 
-/// The predictor and the pages it predicted last, guarded by a spin flag (faults in several threads
-/// take turns; the critical section is a few system calls).
+/// The predictor and the pages it predicted last, behind a [`Lock`] (faults in several threads take
+/// turns; the critical section is a few system calls).
 struct Prediction {
     predictor: Predictor,
     /// Pages predicted at the last fault, not yet judged used or unused.
@@ -129,30 +125,11 @@ struct Prediction {
     pending_len: usize,
 }
 
-struct PredictionCell(UnsafeCell<Option<Prediction>>);
-
-// SAFETY: written by `install` before the handler exists, then only accessed while PREDICTION_LOCK is
-// held.
-unsafe impl Sync for PredictionCell {}
-
-static PREDICTION: PredictionCell = PredictionCell(UnsafeCell::new(None));
-static PREDICTION_LOCK: AtomicBool = AtomicBool::new(false);
+static PREDICTION: Lock<Option<Prediction>> = Lock::new(None);
 
 /// Runs `f` on the prediction state, if there is one; returns whether there was.
 fn with_prediction(f: impl FnOnce(&mut Prediction)) -> bool {
-    while PREDICTION_LOCK.swap(true, Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock gives exclusive access.
-    let ran = match unsafe { (*PREDICTION.0.get()).as_mut() } {
-        Some(p) => {
-            f(p);
-            true
-        }
-        None => false,
-    };
-    PREDICTION_LOCK.store(false, Ordering::Release);
-    ran
+    PREDICTION.with(|p| p.as_mut().map(f).is_some())
 }
 
 struct State {
@@ -168,23 +145,10 @@ struct State {
 
 /// The one pager of the process: written by `install` before the handler is installed, read-only (but
 /// for its atomics) afterwards.
-struct Global(UnsafeCell<Option<State>>);
-
-// SAFETY: written only by `install`, which runs single-threaded before any handler or program thread
-// exists; every later access is a shared read of fields that are atomics or never change.
-unsafe impl Sync for Global {}
-
-static PAGER: Global = Global(UnsafeCell::new(None));
-/// Set once `install` has finished writing `PAGER`.
-static READY: AtomicBool = AtomicBool::new(false);
+static PAGER: Once<Option<State>> = Once::new(None);
 
 fn state() -> Option<&'static State> {
-    if !READY.load(Ordering::Acquire) {
-        return None;
-    }
-    // SAFETY: READY is set after the last write to PAGER (release/acquire), and PAGER is never written
-    // again.
-    unsafe { (*PAGER.0.get()).as_ref() }
+    PAGER.get().and_then(Option::as_ref)
 }
 
 /// The counters, once installed.
@@ -258,12 +222,13 @@ pub unsafe fn install(
         .rsplit(|&b| b == b'/')
         .next()
         .unwrap_or(config.program);
-    // SAFETY: single-threaded set-up (see `Name`).
-    let name = unsafe { &mut *PROGRAM_NAME.0.get() };
-    let n = base.len().min(15);
-    if let (Some(dest), Some(src)) = (name.get_mut(..n), base.get(..n)) {
-        dest.copy_from_slice(src);
-    }
+    PROGRAM_NAME.init(|name| {
+        let n = base.len().min(15);
+        if let (Some(dest), Some(src)) = (name.get_mut(..n), base.get(..n)) {
+            dest.copy_from_slice(src);
+        }
+        true
+    });
     let state = State {
         table,
         tool: config.tool,
@@ -280,18 +245,17 @@ pub unsafe fn install(
         last_retry: AtomicU64::new(0),
         print_stats: config.stats,
     };
-    // SAFETY: single-threaded set-up per the contract; nothing reads PAGER or PREDICTION before READY is
-    // set.
-    unsafe {
-        *PAGER.0.get() = Some(state);
-        PREDICTING.store(config.predict.is_some(), Ordering::Relaxed);
-        *PREDICTION.0.get() = config.predict.map(|(policy, pages)| Prediction {
-            predictor: Predictor::new(policy, pages),
-            pending: [0; MAX_PREDICT],
-            pending_len: 0,
-        });
-    }
-    READY.store(true, Ordering::Release);
+    PREDICTING.store(config.predict.is_some(), Ordering::Relaxed);
+    let prediction = config.predict.map(|(policy, pages)| Prediction {
+        predictor: Predictor::new(policy, pages),
+        pending: [0; MAX_PREDICT],
+        pending_len: 0,
+    });
+    PREDICTION.with(|p| *p = prediction);
+    PAGER.init(|slot| {
+        *slot = Some(state);
+        true
+    });
 
     if let (Some(page), Some(state)) = (first_page, self::state()) {
         if let Some(region) = state.table.lookup(page) {
@@ -433,20 +397,7 @@ fn install_handler() -> Result<(), SetupError> {
     Ok(())
 }
 
-/// `siginfo_t` as far as the handler reads it.
-#[repr(C)]
-struct SigInfo {
-    signo: i32,
-    errno: i32,
-    code: i32,
-    _pad: i32,
-    addr: u64,
-}
-
 const SEGV_MAPERR: i32 = 1;
-/// Offset of `uc_mcontext.gregs[REG_ERR]` in the x86-64 `ucontext_t`: 40 bytes of flags, link and
-/// stack, then 19 general registers.
-const UC_ERR_OFFSET: usize = 40 + 19 * 8;
 /// Page-fault error-code bits.
 const PF_WRITE: u64 = 1 << 1;
 const PF_INSTR: u64 = 1 << 4;
@@ -1201,8 +1152,6 @@ fn run_program_handler(
 ) {
     const SA_RESETHAND: u64 = 0x8000_0000;
     const SIG_SETMASK: u64 = 2;
-    /// Offset of `uc_sigmask` in the x86-64 `ucontext_t`.
-    const UC_SIGMASK_OFFSET: usize = 40 + 256;
     let never = (1u64 << (sys::SIGSEGV - 1)) | (1u64 << (sys::SIGSYS - 1));
     // SAFETY: `context` is the ucontext of the SIGSEGV being handled.
     let interrupted = unsafe {

@@ -31,8 +31,8 @@ use linux_raw_sys::general as k;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use uexec_elf::PAGE_SIZE;
 
-use crate::sys::SignalStack;
-use crate::trap::{raw, read_word, reg, reg_ptr};
+use crate::sys::{nr, raw, reg, reg_ptr, SignalStack, UC_STACK_OFFSET};
+use crate::trap::read_word;
 
 /// Usable size of one pager stack; a guard page lies below it. Enough for two nested kernel frames of
 /// AVX-512 state (3.4 KiB each) and the handlers' own buffers.
@@ -56,8 +56,6 @@ const EFAULT: i64 = -(errno::EFAULT as i64);
 const EINVAL: i64 = -(errno::EINVAL as i64);
 const ENOMEM: i64 = -(errno::ENOMEM as i64);
 const EPERM: i64 = -(errno::EPERM as i64);
-/// Offset of `uc_stack` in the x86-64 `ucontext_t` (after `uc_flags` and `uc_link`).
-const UC_STACK_OFFSET: usize = 16;
 
 fn tid() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
@@ -280,7 +278,7 @@ pub(crate) fn redirect_clone(context: *mut c_void) -> Result<(), i64> {
     // SAFETY: as above; the program resumes at stub `i` with its own registers and `rax` the call.
     unsafe {
         reg_ptr(context, reg::RIP).write((stubs + i * STUB_BYTES) as u64);
-        reg_ptr(context, reg::RAX).write(crate::trap::nr::CLONE);
+        reg_ptr(context, reg::RAX).write(nr::CLONE);
     }
     Ok(())
 }
@@ -404,22 +402,8 @@ pub(crate) fn exit_thread(code: u64) -> ! {
     let owner = held
         .and_then(|i| OWNERS.get(i))
         .map_or(core::ptr::null(), |o| o.as_ptr() as *const u32);
-    // SAFETY: `owner` is null or one of OWNERS; after freeing the stack only the exit call runs.
-    unsafe {
-        core::arch::asm!(
-            "test {owner}, {owner}",
-            "jz 2f",
-            "mov dword ptr [{owner}], 0",
-            "2:",
-            "mov eax, {exit}",
-            "syscall",
-            "ud2",
-            owner = in(reg) owner,
-            in("rdi") code,
-            exit = const k::__NR_exit,
-            options(noreturn, nostack),
-        )
-    }
+    // SAFETY: `owner` is null or one of OWNERS, a u32 that lives for the whole process.
+    unsafe { crate::sys::release_and_exit(owner, code) }
 }
 
 #[cfg(test)]

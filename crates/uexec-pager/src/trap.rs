@@ -31,76 +31,18 @@
 //! pointer gives `EFAULT`, as natively, not a fault in the handler. (execve's path and argument strings
 //! are still read directly by `crate::exec`, after being granted.)
 
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::lock::{Lock, Once};
 use crate::pager;
 use linux_raw_sys::general as k;
 
-use crate::sys::{self, KernelSigaction};
+use crate::sys::{self, nr, raw, reg, reg_ptr, KernelSigaction, SysInfo, UC_SIGMASK_OFFSET};
 
 /// Where the loaders are linked: a call whose instruction pointer has these high 32 bits is the loader's.
 const LOADER_IP_HIGH: u32 = 0x3c00;
 
-/// System call numbers the handler dispatches on.
-pub(crate) mod nr {
-    use linux_raw_sys::general as k;
-
-    pub const READ: u64 = k::__NR_read as u64;
-    pub const WRITE: u64 = k::__NR_write as u64;
-    pub const STAT: u64 = k::__NR_stat as u64;
-    pub const FSTAT: u64 = k::__NR_fstat as u64;
-    pub const LSTAT: u64 = k::__NR_lstat as u64;
-    pub const MMAP: u64 = k::__NR_mmap as u64;
-    pub const MPROTECT: u64 = k::__NR_mprotect as u64;
-    pub const MUNMAP: u64 = k::__NR_munmap as u64;
-    pub const RT_SIGACTION: u64 = k::__NR_rt_sigaction as u64;
-    pub const RT_SIGPROCMASK: u64 = k::__NR_rt_sigprocmask as u64;
-    pub const PREAD64: u64 = k::__NR_pread64 as u64;
-    pub const PWRITE64: u64 = k::__NR_pwrite64 as u64;
-    pub const READV: u64 = k::__NR_readv as u64;
-    pub const WRITEV: u64 = k::__NR_writev as u64;
-    pub const PIPE: u64 = k::__NR_pipe as u64;
-    pub const MREMAP: u64 = k::__NR_mremap as u64;
-    pub const MADVISE: u64 = k::__NR_madvise as u64;
-    pub const GETCWD: u64 = k::__NR_getcwd as u64;
-    pub const READLINK: u64 = k::__NR_readlink as u64;
-    pub const SIGALTSTACK: u64 = k::__NR_sigaltstack as u64;
-    pub const GETDENTS64: u64 = k::__NR_getdents64 as u64;
-    pub const EXIT_GROUP: u64 = k::__NR_exit_group as u64;
-    pub const NEWFSTATAT: u64 = k::__NR_newfstatat as u64;
-    pub const READLINKAT: u64 = k::__NR_readlinkat as u64;
-    pub const PIPE2: u64 = k::__NR_pipe2 as u64;
-    pub const GETRANDOM: u64 = k::__NR_getrandom as u64;
-    pub const STATX: u64 = k::__NR_statx as u64;
-    pub const PKEY_MPROTECT: u64 = k::__NR_pkey_mprotect as u64;
-    pub const EXECVE: u64 = k::__NR_execve as u64;
-    pub const EXECVEAT: u64 = k::__NR_execveat as u64;
-    pub const CLONE: u64 = k::__NR_clone as u64;
-    pub const EXIT: u64 = k::__NR_exit as u64;
-    pub const CLONE3: u64 = k::__NR_clone3 as u64;
-    pub const GETPID: u64 = k::__NR_getpid as u64;
-    pub const PROCESS_VM_READV: u64 = k::__NR_process_vm_readv as u64;
-    pub const PROCESS_VM_WRITEV: u64 = k::__NR_process_vm_writev as u64;
-    pub const PREADV: u64 = k::__NR_preadv as u64;
-    pub const PWRITEV: u64 = k::__NR_pwritev as u64;
-    pub const PREADV2: u64 = k::__NR_preadv2 as u64;
-    pub const PWRITEV2: u64 = k::__NR_pwritev2 as u64;
-    pub const VMSPLICE: u64 = k::__NR_vmsplice as u64;
-    pub const SENDMSG: u64 = k::__NR_sendmsg as u64;
-    pub const RECVMSG: u64 = k::__NR_recvmsg as u64;
-    pub const SENDMMSG: u64 = k::__NR_sendmmsg as u64;
-    pub const RECVMMSG: u64 = k::__NR_recvmmsg as u64;
-    pub const FUTEX_WAITV: u64 = k::__NR_futex_waitv as u64;
-    pub const IO_SUBMIT: u64 = k::__NR_io_submit as u64;
-    pub const IO_GETEVENTS: u64 = k::__NR_io_getevents as u64;
-    pub const IO_PGETEVENTS: u64 = k::__NR_io_pgetevents as u64;
-    pub const POLL: u64 = k::__NR_poll as u64;
-    pub const PPOLL: u64 = k::__NR_ppoll as u64;
-    pub const EPOLL_WAIT: u64 = k::__NR_epoll_wait as u64;
-    pub const EPOLL_PWAIT: u64 = k::__NR_epoll_pwait as u64;
-}
 
 /// Classic BPF, as `struct sock_filter`.
 #[repr(C)]
@@ -685,41 +627,23 @@ struct Fprog {
     filter: *const Insn,
 }
 
-/// The program's SIGSEGV action, as it believes it installed it.
-struct Virtual(UnsafeCell<KernelSigaction>);
-
-// SAFETY: written only from the SIGSYS handler while a spin flag is held, read from the SIGSEGV handler;
-// a torn read can only happen if the program changes its SIGSEGV handler while faulting in another
-// thread, as racy natively as here.
-unsafe impl Sync for Virtual {}
-
-static PROGRAM_SEGV: Virtual = Virtual(UnsafeCell::new(KernelSigaction {
+/// The program's SIGSEGV action, as it believes it installed it: written from the SIGSYS handler, read
+/// from the SIGSEGV handler.
+static PROGRAM_SEGV: Lock<KernelSigaction> = Lock::new(KernelSigaction {
     handler: 0,
     flags: 0,
     restorer: 0,
     mask: 0,
-}));
-static PROGRAM_SEGV_LOCK: AtomicBool = AtomicBool::new(false);
+});
 static STATS_ON_EXIT: AtomicBool = AtomicBool::new(false);
 
 /// The SIGSEGV action the program asked for (`SIG_DFL` unless it installed one).
 pub fn program_segv_action() -> KernelSigaction {
-    while PROGRAM_SEGV_LOCK.swap(true, Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock serialises access.
-    let action = unsafe { *PROGRAM_SEGV.0.get() };
-    PROGRAM_SEGV_LOCK.store(false, Ordering::Release);
-    action
+    PROGRAM_SEGV.get()
 }
 
 fn set_program_segv_action(action: KernelSigaction) {
-    while PROGRAM_SEGV_LOCK.swap(true, Ordering::Acquire) {
-        core::hint::spin_loop();
-    }
-    // SAFETY: the lock serialises access.
-    unsafe { *PROGRAM_SEGV.0.get() = action };
-    PROGRAM_SEGV_LOCK.store(false, Ordering::Release);
+    PROGRAM_SEGV.set(action);
 }
 
 /// Forgets the program's SIGSEGV handler (`SA_RESETHAND` after a delivery).
@@ -776,12 +700,13 @@ pub unsafe fn install(ranges: &[(u64, u64)], stats: bool) -> Result<(), i64> {
         old & SIGSET_SEGV_SYS,
     );
     let ranges = ranges.get(..ranges.len().min(MAX_RANGES)).unwrap_or(&[]);
-    // SAFETY: single-threaded set-up; FILTER_RANGES is read only by `attach_filter` afterwards.
-    let kept = unsafe { &mut *FILTER_RANGES.0.get() };
-    for (slot, &range) in kept.0.iter_mut().zip(ranges) {
-        *slot = range;
-    }
-    kept.1 = ranges.len();
+    FILTER_RANGES.init(|kept| {
+        for (slot, &range) in kept.0.iter_mut().zip(ranges) {
+            *slot = range;
+        }
+        kept.1 = ranges.len();
+        true
+    });
     if crate::dispatch::enter(LOADER_RANGE.0, LOADER_RANGE.1 - LOADER_RANGE.0) {
         return Ok(());
     }
@@ -795,17 +720,12 @@ const LOADER_RANGE: (u64, u64) = (
 );
 
 /// The filter's ranges, kept from `install` for [`attach_filter`], and how many are used.
-struct FilterRanges(UnsafeCell<([(u64, u64); MAX_RANGES], usize)>);
-// SAFETY: written once during single-threaded set-up, read afterwards (by the one thread that leaves
-// syscall user dispatch, before any other thread exists).
-unsafe impl Sync for FilterRanges {}
-static FILTER_RANGES: FilterRanges = FilterRanges(UnsafeCell::new(([(0, 0); MAX_RANGES], 0)));
+static FILTER_RANGES: Once<([(u64, u64); MAX_RANGES], usize)> = Once::new(([(0, 0); MAX_RANGES], 0));
 
 /// Builds the filter over the ranges `install` was given and attaches it; returns the kernel's error.
 /// Called at set-up, or from the SIGSYS handler when syscall user dispatch ends (see crate::dispatch).
 fn attach_filter() -> Result<(), i64> {
-    // SAFETY: FILTER_RANGES is no longer written (see its Sync impl).
-    let (list, len) = unsafe { &*FILTER_RANGES.0.get() };
+    let (list, len) = FILTER_RANGES.get().unwrap_or(&([(0, 0); MAX_RANGES], 0));
     let mut program = Program::new();
     build_filter(
         &mut program,
@@ -863,40 +783,8 @@ fn leave_dispatch() {
     crate::dispatch::leave();
 }
 
-/// Offsets in the x86-64 `ucontext_t` of the saved general registers (`uc_mcontext.gregs`).
-pub(crate) mod reg {
-    pub const R8: usize = 0;
-    pub const R9: usize = 1;
-    pub const R10: usize = 2;
-    pub const R11: usize = 3;
-    pub const RDI: usize = 8;
-    pub const RSI: usize = 9;
-    pub const RDX: usize = 12;
-    pub const RAX: usize = 13;
-    pub const RSP: usize = 15;
-    pub const RIP: usize = 16;
-    pub const EFL: usize = 17;
-    pub const fn offset(r: usize) -> usize {
-        40 + 8 * r
-    }
-}
 
-/// `siginfo_t` for SIGSYS, as far as it is read.
-#[repr(C)]
-struct SysInfo {
-    signo: i32,
-    errno: i32,
-    code: i32,
-    _pad: i32,
-    call_addr: u64,
-    syscall: i32,
-    arch: u32,
-}
 
-pub(crate) unsafe fn reg_ptr(context: *mut c_void, r: usize) -> *mut u64 {
-    // SAFETY: per the caller, `context` is the ucontext of the signal being handled.
-    unsafe { context.cast::<u8>().add(reg::offset(r)).cast::<u64>() }
-}
 
 const SIGSET_SEGV_SYS: u64 = (1 << (sys::SIGSEGV - 1)) | (1 << (sys::SIGSYS - 1));
 const SA_NODEFER: u64 = k::SA_NODEFER as u64;
@@ -947,9 +835,6 @@ extern "C" fn on_sigsys(_sig: i32, info: *mut SysInfo, context: *mut c_void) {
     unsafe { reg_ptr(context, reg::RAX).write(result as u64) };
 }
 
-/// Offset of `uc_sigmask` in the x86-64 `ucontext_t`: after flags, link, stack (40 bytes) and the
-/// 256-byte `sigcontext`.
-const UC_SIGMASK_OFFSET: usize = 40 + 256;
 const EINVAL: i64 = -(linux_raw_sys::errno::EINVAL as i64);
 const EFAULT: i64 = -(linux_raw_sys::errno::EFAULT as i64);
 const SIGKILL_SIGSTOP: u64 = (1 << (9 - 1)) | (1 << (19 - 1));
@@ -1441,17 +1326,6 @@ fn prepare_iocb(iocb: u64) {
     }
 }
 
-/// Performs a call from the loader's code (which the filter allows).
-pub(crate) fn raw(call: u64, args: &[u64; 6]) -> i64 {
-    let ret: i64;
-    // SAFETY: the program asked for exactly this call with these arguments.
-    unsafe {
-        core::arch::asm!("syscall", inlateout("rax") call as i64 => ret, in("rdi") args[0], in("rsi") args[1],
-            in("rdx") args[2], in("r10") args[3], in("r8") args[4], in("r9") args[5],
-            lateout("rcx") _, lateout("r11") _, options(nostack));
-    }
-    ret
-}
 
 #[cfg(test)]
 mod tests {
