@@ -373,3 +373,23 @@ fn objrun_options_end_at_the_program() {
         text(&o.stdout)
     );
 }
+
+#[test]
+fn objsh_reports_a_fault_in_called_code_and_goes_on() {
+    let lib = gcc(&["-c", "-O1"], &["lib_faulty.c"], "lib_faulty.o");
+    let lib = lib.display();
+    let script = format!(
+        "load {lib}\ncall add 2 3\ncall boom\ncall add 1 1\nunload {lib}\nload {lib}\ncall add 4 5\n"
+    );
+    let o = objsh(&[], &script);
+    let out = text(&o.stdout);
+    let err = text(&o.stderr);
+    // Natively `boom` kills the process by SIGSEGV; objsh reports it and runs the next lines.
+    assert_eq!(out, " = 5\n = 9\n", "stderr: {err}");
+    assert!(
+        err.contains("call: boom: SIGSEGV at address 0x0 in boom"),
+        "stderr: {err}"
+    );
+    assert!(err.contains("faulted or was interrupted earlier"), "stderr: {err}");
+    assert_eq!(o.status.code(), Some(1), "a failed line makes a piped script fail");
+}

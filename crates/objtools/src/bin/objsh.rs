@@ -12,6 +12,10 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[path = "objsh_parts/guarded.rs"]
+mod guarded;
 
 use clap::Parser;
 
@@ -56,27 +60,65 @@ fn parse_int(word: &str) -> Option<i64> {
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
-/// `call NAME [INT...]`: calls the function as `long NAME(long, ...)` with up to six arguments.
+/// Libraries whose called code faulted or was interrupted: unsafe to call until unloaded and loaded
+/// again (see `guarded`).
+static UNSAFE_LIBRARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn unsafe_libraries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNSAFE_LIBRARIES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `call NAME [INT...]`: calls the function as `long NAME(long, ...)` with up to six arguments, on a
+/// thread of its own (`guarded`), so that a fault or a Ctrl-C in it ends the call, not the shell.
 fn call(name: &str, args: &[&str]) -> Result<i64, String> {
     let mut v = Vec::with_capacity(args.len());
     for a in args {
         v.push(parse_int(a).ok_or_else(|| format!("call: `{a}` is not an integer"))?);
     }
-    let handle = objload::find_library_function(name).map_err(|e| e.to_string())?;
-    let addr = handle.addr();
-    type F6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
     if v.len() > 6 {
         return Err("call: at most 6 integer arguments".to_owned());
     }
+    let handle = objload::find_library_function(name).map_err(|e| e.to_string())?;
+    let library = handle.library().to_path_buf();
+    if unsafe_libraries().contains(&library) {
+        return Err(format!(
+            "call: {name}: {} faulted or was interrupted earlier; unload and load it again first",
+            library.display()
+        ));
+    }
+    let addr = handle.addr();
+    type F6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
     v.resize(6, 0);
-    // SAFETY: the user asked for this call; on x86-64 SysV passing six integer registers to a function
-    // that reads fewer is harmless, and the result is read from rax. The handle keeps the library loaded.
-    let result = unsafe {
-        let f = std::mem::transmute::<usize, F6>(addr);
-        f(v[0], v[1], v[2], v[3], v[4], v[5])
-    };
+    let outcome = guarded::run(move || {
+        // SAFETY: the user asked for this call; on x86-64 SysV passing six integer registers to a
+        // function that reads fewer is harmless, and the result is read from rax. The handle, held by
+        // the shell thread until the call has ended, keeps the library loaded.
+        unsafe {
+            let f = std::mem::transmute::<usize, F6>(addr);
+            f(v[0], v[1], v[2], v[3], v[4], v[5])
+        }
+    });
+    flush_c_stdio();
     drop(handle);
-    Ok(result)
+    match outcome {
+        guarded::Outcome::Returned(result) => Ok(result),
+        guarded::Outcome::Faulted { signal, addr } => {
+            unsafe_libraries().push(library.clone());
+            Err(format!(
+                "call: {name}: {} at address {addr:#x} in {name} ({}); the library is unsafe to \
+                 call until it is unloaded and loaded again",
+                guarded::signal_name(signal),
+                library.display()
+            ))
+        }
+        guarded::Outcome::Interrupted => {
+            unsafe_libraries().push(library.clone());
+            Err(format!(
+                "call: {name}: interrupted; {} is unsafe to call until it is unloaded and loaded again",
+                library.display()
+            ))
+        }
+    }
 }
 
 fn libs() {
@@ -237,9 +279,17 @@ fn execute(cli: &Cli, line: &str) -> Step {
             true
         }
         ["load", path] => objload::load_library(path).map_err(|e| report(&e)).is_ok(),
-        ["unload", path] => objload::unload_library(path)
-            .map_err(|e| report(&e))
-            .is_ok(),
+        ["unload", path] => match objload::unload_library(path) {
+            Ok(()) => {
+                let gone = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
+                unsafe_libraries().retain(|l| *l != gone && l.as_path() != Path::new(path));
+                true
+            }
+            Err(e) => {
+                report(&e);
+                false
+            }
+        },
         ["libs"] => {
             libs();
             true
@@ -276,6 +326,7 @@ fn main() {
     // Keep the C layer in this executable's symbol table: command objects may call it.
     std::hint::black_box(objload::capi::exports());
     let cli = Cli::parse();
+    guarded::install_handlers();
     if let Some(dir) = &cli.commands {
         if !dir.is_dir() {
             eprintln!("objsh: --commands {}: not a directory", dir.display());
