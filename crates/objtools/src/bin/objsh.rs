@@ -14,6 +14,8 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+#[path = "objsh_parts/complete.rs"]
+mod complete;
 #[path = "objsh_parts/guarded.rs"]
 mod guarded;
 
@@ -175,14 +177,34 @@ fn run_command(dir: Option<&Path>, words: &[&str]) -> bool {
         }
     };
     let _ = std::io::stdout().flush();
+    let program = std::sync::Arc::new(program);
+    let running = std::sync::Arc::clone(&program);
+    let args: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
     // SAFETY: command objects are C programs with `int main(int, char **)`, chosen by the user.
-    let status = unsafe { program.run(words) };
+    let outcome = guarded::run(move || unsafe { running.run(&args) });
     flush_c_stdio();
-    drop(program);
-    if status != 0 {
-        eprintln!("objsh: {word}: exit status {status}");
+    match outcome {
+        guarded::Outcome::Returned(status) => {
+            drop(program);
+            if status != 0 {
+                eprintln!("objsh: {word}: exit status {status}");
+            }
+            status == 0
+        }
+        ended => {
+            // Its thread ended inside it: its destructors must not run, nor its image go away under
+            // state it may have left behind (the ended thread's clone of the handle is never dropped).
+            std::mem::forget(program);
+            match ended {
+                guarded::Outcome::Faulted { signal, addr } => eprintln!(
+                    "objsh: {word}: {} at address {addr:#x}",
+                    guarded::signal_name(signal)
+                ),
+                _ => eprintln!("objsh: {word}: interrupted"),
+            }
+            false
+        }
     }
-    status == 0
 }
 
 /// Splits a line into words as a shell does (see the module header); `Err` for an unterminated quote.
@@ -322,6 +344,51 @@ fn execute(cli: &Cli, line: &str) -> Step {
     Step::Next(ok)
 }
 
+/// The terminal session: a prompt, line editing, completion (`complete`) and a history file. `None` if
+/// the line editor cannot start (objsh then reads its input as from a pipe).
+fn interactive(cli: &Cli) -> Option<i32> {
+    let config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .auto_add_history(true)
+        .build();
+    let mut editor =
+        rustyline::Editor::<complete::ObjshHelper, rustyline::history::FileHistory>::with_config(
+            config,
+        )
+        .ok()?;
+    // The editor replaced the SIGINT handler with its own for as long as it lives; at its prompt the
+    // terminal is in raw mode and Ctrl-C arrives as a key, so only a running call needs the signal, and
+    // that is the guarded-call handler's job.
+    guarded::install_handlers();
+    editor.set_helper(Some(complete::ObjshHelper::new(
+        cli.commands.clone(),
+        BUILTIN.iter().map(|(name, _)| *name).collect(),
+    )));
+    let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".objsh_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    let status = loop {
+        match editor.readline(PROMPT) {
+            Ok(line) => {
+                if let Step::Exit(n) = execute(cli, &line) {
+                    break n;
+                }
+            }
+            // Ctrl-C: a fresh line, as in bash.
+            Err(rustyline::error::ReadlineError::Interrupted) => {}
+            // Ctrl-D on an empty line, or the terminal gone.
+            Err(_) => break 0,
+        }
+    };
+    if let Some(h) = &history {
+        if let Err(e) = editor.save_history(h) {
+            eprintln!("objsh: {}: cannot save the history: {e}", h.display());
+        }
+    }
+    Some(status)
+}
+
 fn main() {
     // Keep the C layer in this executable's symbol table: command objects may call it.
     std::hint::black_box(objload::capi::exports());
@@ -334,27 +401,7 @@ fn main() {
         }
     }
     if std::io::stdin().is_terminal() {
-        if let Ok(mut editor) = rustyline::DefaultEditor::new() {
-            let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".objsh_history"));
-            if let Some(h) = &history {
-                let _ = editor.load_history(h);
-            }
-            let status = loop {
-                match editor.readline(PROMPT) {
-                    Ok(line) => {
-                        let _ = editor.add_history_entry(line.as_str());
-                        if let Step::Exit(n) = execute(&cli, &line) {
-                            break n;
-                        }
-                    }
-                    // Ctrl-C: a fresh line, as in bash.
-                    Err(rustyline::error::ReadlineError::Interrupted) => {}
-                    Err(_) => break 0,
-                }
-            };
-            if let Some(h) = &history {
-                let _ = editor.save_history(h);
-            }
+        if let Some(status) = interactive(&cli) {
             std::process::exit(status);
         }
     }
