@@ -71,7 +71,8 @@ impl Session {
         };
         assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: openpty succeeded, so both are open descriptors this test owns from now on.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
         let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap_or_else(|e| panic!("{e}")));
         let mut cmd = Command::new(OBJSH);
         cmd.args(args)
@@ -194,7 +195,10 @@ fn ctrl_c_at_the_prompt_clears_the_line_and_ctrl_d_exits() {
         history.lines().any(|l| l == "help"),
         "history file: {history:?}"
     );
-    assert!(!history.contains("nosuchcommand"), "history file: {history:?}");
+    assert!(
+        !history.contains("nosuchcommand"),
+        "history file: {history:?}"
+    );
 }
 
 #[test]

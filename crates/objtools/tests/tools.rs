@@ -169,7 +169,11 @@ fn objsh(args: &[&str], input: &str) -> Output {
 
 #[test]
 fn objsh_loads_lists_calls_and_unloads() {
-    let lib = gcc(&["-c", "-O2", "-fPIC"], &["lib_math.c"], "lib_math_sh.o");
+    let lib = gcc(
+        &["-c", "-O2", "-fPIC", "-g"],
+        &["lib_math.c"],
+        "lib_math_sh.o",
+    );
     let lib = lib.display().to_string();
     let script = format!(
         "load {lib}\nload {lib}\ncall lib_add 40 2\ncall lib_mul -6 0x7\ncall lib_nothing\nlibs\nunload {lib}\n\
@@ -390,6 +394,51 @@ fn objsh_reports_a_fault_in_called_code_and_goes_on() {
         err.contains("call: boom: SIGSEGV at address 0x0 in boom"),
         "stderr: {err}"
     );
-    assert!(err.contains("faulted or was interrupted earlier"), "stderr: {err}");
-    assert_eq!(o.status.code(), Some(1), "a failed line makes a piped script fail");
+    assert!(
+        err.contains("faulted or was interrupted earlier"),
+        "stderr: {err}"
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed line makes a piped script fail"
+    );
+}
+
+#[test]
+fn objsh_call_with_the_wrong_number_of_arguments_is_an_error() {
+    let lib = gcc(&["-c", "-O1", "-g"], &["lib_math.c"], "lib_math_g.o");
+    let lib = lib.display();
+    let o = objsh(
+        &[],
+        &format!(
+            "load {lib}\ncall lib_add 1\ncall lib_add 1 2 3\ncall lib_bump 9\ncall lib_add 40 2\n"
+        ),
+    );
+    assert_eq!(text(&o.stdout), " = 42\n");
+    assert_eq!(
+        text(&o.stderr),
+        "objsh: call: lib_add takes 2 arguments (a, b), 1 given\n\
+         objsh: call: lib_add takes 2 arguments (a, b), 3 given\n\
+         objsh: call: lib_bump takes no arguments, 1 given\n"
+    );
+    assert_eq!(o.status.code(), Some(1));
+    // Without debugging information the count cannot be known: objsh says so once and calls.
+    let bare = gcc(&["-c", "-O1"], &["lib_math.c"], "lib_math_bare.o");
+    let o = objsh(
+        &[],
+        &format!(
+            "load {}\ncall lib_add 1\ncall lib_add 1 2\n",
+            bare.display()
+        ),
+    );
+    assert_eq!(text(&o.stdout), " = 1\n = 3\n");
+    assert_eq!(
+        text(&o.stderr)
+            .matches("has no debugging information")
+            .count(),
+        1,
+        "{}",
+        text(&o.stderr)
+    );
 }

@@ -6,14 +6,19 @@
 //! command object: `WORD.o` from `--commands DIR` if given and present there, else one of the commands
 //! built with objtools (`ls`, `semdump`, embedded in this binary); it is loaded, its `main` run with the
 //! words as `argv`, and unloaded. The prompt is shown, and line editing with history (kept in
-//! `~/.objsh_history`) offered, only when standard input is a terminal; there Ctrl-C clears the line and
-//! Ctrl-D exits. Read from a pipe or file, objsh exits 1 at its end if any command failed (an `exit N`
-//! exits N).
+//! `~/.objsh_history`) and tab completion (`complete`) offered, only when standard input is a terminal;
+//! there Ctrl-C clears the line and Ctrl-D exits. `call` checks the number of arguments against the
+//! function's debugging information when there is some (`arity`); calls and command objects run guarded
+//! (`guarded`), so a fault or Ctrl-C in them ends them, not the shell. Read from a pipe or file, objsh
+//! exits 1 at its end if any command failed (an `exit N` exits N).
 
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+#[path = "objsh_parts/arity.rs"]
+mod arity;
 #[path = "objsh_parts/complete.rs"]
 mod complete;
 #[path = "objsh_parts/guarded.rs"]
@@ -70,6 +75,38 @@ fn unsafe_libraries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     UNSAFE_LIBRARIES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Per loaded library: its functions' parameters from its debugging information (`arity`), read at its
+/// first call and forgotten when it is unloaded. An empty table: built without `-g`, nothing to check.
+static ARITIES: Mutex<Vec<(PathBuf, HashMap<String, arity::Arity>)>> = Mutex::new(Vec::new());
+
+/// Why calling `name` of `library` with `given` arguments is refused, if it is. A library without
+/// debugging information gets one note, at its first call, that its calls are not checked.
+fn check_arity(library: &Path, name: &str, given: usize) -> Option<String> {
+    let mut known = ARITIES.lock().unwrap_or_else(|e| e.into_inner());
+    let index = match known.iter().position(|(p, _)| p == library) {
+        Some(i) => i,
+        None => {
+            let table = arity::functions(library);
+            if table.is_empty() {
+                eprintln!(
+                    "objsh: note: {} has no debugging information (build it with -g): the number of \
+                     arguments of its functions is not checked",
+                    library.display()
+                );
+            }
+            known.push((library.to_path_buf(), table));
+            known.len() - 1
+        }
+    };
+    let arity = known[index].1.get(name)?;
+    arity::mismatch(name, arity, given)
+}
+
+fn forget_arities(library: &Path) {
+    let mut known = ARITIES.lock().unwrap_or_else(|e| e.into_inner());
+    known.retain(|(p, _)| p != library);
+}
+
 /// `call NAME [INT...]`: calls the function as `long NAME(long, ...)` with up to six arguments, on a
 /// thread of its own (`guarded`), so that a fault or a Ctrl-C in it ends the call, not the shell.
 fn call(name: &str, args: &[&str]) -> Result<i64, String> {
@@ -87,6 +124,9 @@ fn call(name: &str, args: &[&str]) -> Result<i64, String> {
             "call: {name}: {} faulted or was interrupted earlier; unload and load it again first",
             library.display()
         ));
+    }
+    if let Some(why) = check_arity(&library, name, v.len()) {
+        return Err(format!("call: {why}"));
     }
     let addr = handle.addr();
     type F6 = extern "C" fn(i64, i64, i64, i64, i64, i64) -> i64;
@@ -305,6 +345,8 @@ fn execute(cli: &Cli, line: &str) -> Step {
             Ok(()) => {
                 let gone = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
                 unsafe_libraries().retain(|l| *l != gone && l.as_path() != Path::new(path));
+                forget_arities(&gone);
+                forget_arities(Path::new(path));
                 true
             }
             Err(e) => {

@@ -71,9 +71,7 @@ fn matching(names: impl IntoIterator<Item = String>, prefix: &str) -> Vec<Pair> 
 /// The byte offset where the word under the cursor starts, and the words before it.
 fn split_at_cursor(line: &str, pos: usize) -> (usize, Vec<&str>) {
     let before = &line[..pos];
-    let start = before
-        .rfind(|c: char| c == ' ' || c == '\t')
-        .map_or(0, |i| i + 1);
+    let start = before.rfind([' ', '\t']).map_or(0, |i| i + 1);
     (start, before[..start].split_whitespace().collect())
 }
 
@@ -159,7 +157,10 @@ mod tests {
             names,
             ["call", "exit", "greet", "help", "libs", "load", "ls", "semdump", "unload"]
         );
-        let l: Vec<String> = matching(names, "l").into_iter().map(|p| p.replacement).collect();
+        let l: Vec<String> = matching(names, "l")
+            .into_iter()
+            .map(|p| p.replacement)
+            .collect();
         assert_eq!(l, ["libs ", "load ", "ls "]);
     }
 }

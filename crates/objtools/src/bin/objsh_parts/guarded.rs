@@ -30,7 +30,10 @@ static FAULT_ADDR: AtomicUsize = AtomicUsize::new(0);
 pub enum Outcome<T> {
     Returned(T),
     /// A fault signal on the call's thread, at this address.
-    Faulted { signal: i32, addr: usize },
+    Faulted {
+        signal: i32,
+        addr: usize,
+    },
     /// Ctrl-C during the call.
     Interrupted,
 }
