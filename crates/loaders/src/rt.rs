@@ -39,7 +39,8 @@ macro_rules! entry {
 pub fn exit(status: i32) -> ! {
     // SAFETY: exit_group takes one integer and does not return.
     unsafe {
-        core::arch::asm!("syscall", in("rax") 231, in("rdi") status, options(noreturn, nostack));
+        core::arch::asm!("syscall", in("rax") linux_raw_sys::general::__NR_exit_group,
+            in("rdi") status, options(noreturn, nostack));
     }
 }
 
@@ -48,7 +49,8 @@ pub fn current_brk() -> u64 {
     let brk: u64;
     // SAFETY: brk(0) only queries; rcx and r11 are clobbered by `syscall`.
     unsafe {
-        core::arch::asm!("syscall", inlateout("rax") 12u64 => brk, in("rdi") 0u64,
+        core::arch::asm!("syscall", inlateout("rax") u64::from(linux_raw_sys::general::__NR_brk) => brk,
+            in("rdi") 0u64,
             lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     brk

@@ -407,9 +407,10 @@ fn set_mm_map(program: &ElfFile, map: MmMap, startup: &Startup) {
     let _ = configure(&map);
 }
 
-const EBUSY: i64 = -16;
+const EBUSY: i64 = -(linux_raw_sys::errno::EBUSY as i64);
 
-/// `prctl(PR_SET_MM, PR_SET_MM_MAP, map, sizeof *map, 0)`.
+/// `prctl(PR_SET_MM, PR_SET_MM_MAP, map, sizeof *map, 0)` (rustix has no wrapper for `PR_SET_MM_MAP`;
+/// the fifth argument is passed explicitly, the prctl defect of issue 8).
 ///
 /// # Safety
 ///
@@ -418,7 +419,9 @@ pub unsafe fn sys_prctl_mm_map(map: &MmMap) -> i64 {
     let ret: i64;
     // SAFETY: per the contract; rcx and r11 are clobbered by `syscall`.
     unsafe {
-        core::arch::asm!("syscall", inlateout("rax") 157i64 => ret, in("rdi") 35u64, in("rsi") 14u64,
+        core::arch::asm!("syscall", inlateout("rax") i64::from(linux_raw_sys::general::__NR_prctl) => ret,
+            in("rdi") u64::from(linux_raw_sys::prctl::PR_SET_MM),
+            in("rsi") u64::from(linux_raw_sys::prctl::PR_SET_MM_MAP),
             in("rdx") map as *const MmMap, in("r10") core::mem::size_of::<MmMap>(), in("r8") 0u64,
             lateout("rcx") _, lateout("r11") _, options(nostack));
     }
