@@ -9,6 +9,7 @@
 //! nothing it owns may still be needed except memory mappings.
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use linux_raw_sys::general as k;
 
 /// The register reset both ways into the program end with (after the stack switch and the x87/MXCSR
 /// reset): SSE registers and every general register but `rsp` zero, then `rflags` cleared (the `xor`s
@@ -149,32 +150,32 @@ unsafe extern "C" fn release_trampoline() {
         ".zero {size}", // filled in by jump_releasing (see `slot`)
         "2:",
         "mov rsp, rdi", // the program's stack from here on
-        "mov eax, 11",  // munmap(loader image)
+        "mov eax, {nr_munmap}", // munmap(loader image)
         "mov rdi, [rip + uexec_trampoline_data + {image}]",
         "mov rsi, [rip + uexec_trampoline_data + {image} + 8]",
         "syscall",
-        "mov eax, 11", // munmap(loader's stack)
+        "mov eax, {nr_munmap}", // munmap(loader's stack)
         "mov rdi, [rip + uexec_trampoline_data + {old_stack}]",
         "mov rsi, [rip + uexec_trampoline_data + {old_stack} + 8]",
         "syscall",
-        "mov eax, 157", // prctl(PR_SET_MM, PR_SET_MM_MAP, &map, 104, 0)
-        "mov edi, 35",
-        "mov esi, 14",
+        "mov eax, {nr_prctl}", // prctl(PR_SET_MM, PR_SET_MM_MAP, &map, sizeof map, 0)
+        "mov edi, {pr_set_mm}",
+        "mov esi, {pr_set_mm_map}",
         "lea rdx, [rip + uexec_trampoline_data + {with_exe}]",
-        "mov r10d, 104",
+        "mov r10d, {mm_map_size}",
         "xor r8d, r8d",
         "syscall",
         "test rax, rax",
         "jz 3f",
-        "mov eax, 157", // not allowed to set exe: the rest alone
-        "mov edi, 35",
-        "mov esi, 14",
+        "mov eax, {nr_prctl}", // not allowed to set exe: the rest alone
+        "mov edi, {pr_set_mm}",
+        "mov esi, {pr_set_mm_map}",
         "lea rdx, [rip + uexec_trampoline_data + {without_exe}]",
-        "mov r10d, 104",
+        "mov r10d, {mm_map_size}",
         "xor r8d, r8d",
         "syscall",
         "3:",
-        "mov eax, 3", // close(the program's descriptor)
+        "mov eax, {nr_close}", // close(the program's descriptor)
         "mov rdi, [rip + uexec_trampoline_data + {exe_fd}]",
         "syscall",
         "fninit",
@@ -191,6 +192,12 @@ unsafe extern "C" fn release_trampoline() {
         image = const slot::IMAGE,
         old_stack = const slot::OLD_STACK,
         exe_fd = const slot::EXE_FD,
+        nr_munmap = const k::__NR_munmap,
+        nr_prctl = const k::__NR_prctl,
+        pr_set_mm = const linux_raw_sys::prctl::PR_SET_MM,
+        pr_set_mm_map = const linux_raw_sys::prctl::PR_SET_MM_MAP,
+        mm_map_size = const core::mem::size_of::<MmMap>(),
+        nr_close = const k::__NR_close,
     )
 }
 

@@ -24,6 +24,7 @@
 //! exec); if a mapping fails it ends the process, since there is no code to return to.
 
 use core::ffi::c_void;
+use linux_raw_sys::general as k;
 use object::elf::{ProgramHeader64, PT_LOAD, PT_PHDR};
 use object::LittleEndian as LE;
 use rustix::fd::AsRawFd;
@@ -206,7 +207,7 @@ unsafe extern "C" fn remap_trampoline() -> i64 {
         "uexec_remap_data:",
         ".zero {size}", // filled in by set_exe (see `slot`)
         "2:",
-        "mov eax, 11", // munmap(the read-only segments)
+        "mov eax, {nr_munmap}", // munmap(the read-only segments)
         "mov rdi, [rip + uexec_remap_data + {unmap}]",
         "mov rsi, [rip + uexec_remap_data + {unmap} + 8]",
         "syscall",
@@ -215,11 +216,11 @@ unsafe extern "C" fn remap_trampoline() -> i64 {
         "push rbx",
         "push r12",
         "push r13",
-        "mov eax, 157", // prctl(PR_SET_MM, PR_SET_MM_MAP, &map, 104, 0)
-        "mov edi, 35",
-        "mov esi, 14",
+        "mov eax, {nr_prctl}", // prctl(PR_SET_MM, PR_SET_MM_MAP, &map, sizeof map, 0)
+        "mov edi, {pr_set_mm}",
+        "mov esi, {pr_set_mm_map}",
         "lea rdx, [rip + uexec_remap_data + {map}]",
-        "mov r10d, 104",
+        "mov r10d, {mm_map_size}",
         "xor r8d, r8d",
         "syscall",
         "mov rbx, rax", // the result, returned below
@@ -228,11 +229,11 @@ unsafe extern "C" fn remap_trampoline() -> i64 {
         "3:",
         "test r13, r13",
         "jz 4f",
-        "mov eax, 9", // mmap(address, length, prot, MAP_PRIVATE | MAP_FIXED, fd, offset)
+        "mov eax, {nr_mmap}", // mmap(address, length, prot, MAP_PRIVATE | MAP_FIXED, fd, offset)
         "mov rdi, [r12]",
         "mov rsi, [r12 + 8]",
         "mov rdx, [r12 + 16]",
-        "mov r10d, 0x12",
+        "mov r10d, {private_fixed}",
         "mov r8, [rip + uexec_remap_data + {fd}]",
         "mov r9, [r12 + 24]",
         "syscall",
@@ -249,7 +250,7 @@ unsafe extern "C" fn remap_trampoline() -> i64 {
         "9:",
         "ret",
         "8:",
-        "mov eax, 231", // exit_group(126): the loader's code is gone
+        "mov eax, {nr_exit_group}", // exit_group(126): the loader's code is gone
         "mov edi, 126",
         "syscall",
         "ud2",
@@ -262,6 +263,14 @@ unsafe extern "C" fn remap_trampoline() -> i64 {
         count = const slot::COUNT,
         segments = const slot::SEGMENTS,
         segment = const slot::SEGMENT,
+        nr_munmap = const k::__NR_munmap,
+        nr_prctl = const k::__NR_prctl,
+        pr_set_mm = const linux_raw_sys::prctl::PR_SET_MM,
+        pr_set_mm_map = const linux_raw_sys::prctl::PR_SET_MM_MAP,
+        mm_map_size = const core::mem::size_of::<MmMap>(),
+        nr_mmap = const k::__NR_mmap,
+        nr_exit_group = const k::__NR_exit_group,
+        private_fixed = const k::MAP_PRIVATE | k::MAP_FIXED,
     )
 }
 
