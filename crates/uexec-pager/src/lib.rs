@@ -16,5 +16,6 @@ pub mod sys;
 pub mod text;
 pub mod threads;
 pub mod trap;
+pub mod window;
 
 pub use pager::{install, Config, SetupError, Stats};
