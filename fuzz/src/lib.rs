@@ -1,17 +1,17 @@
-//! The ELF-validation fuzz harness: drives `uexec_elf` on arbitrary files exactly as the loaders do
-//! (`crates/uexec-load/src/file.rs`, `ElfFile::open` and `ElfFile::interpreter`), and asserts the
-//! invariants the mapping code relies on for every file that is accepted.
+//! The ELF-validation fuzz harness: reads arbitrary files with the loaders' own reading code
+//! (`uexec_load::file::read_image` and `read_interpreter`, what `ElfFile::open` and
+//! `ElfFile::interpreter` run on a descriptor), through an in-memory [`uexec_load::file::Source`], and
+//! asserts the invariants the mapping code relies on for every file that is accepted.
 //!
 //! Used by the libFuzzer target `elf_headers` and by the `quickcheck` binary, which feeds it
 //! ELF-shaped inputs from a small PRNG (see [`generate`]) on any toolchain.
 
 use uexec_elf::{
-    interpreter_path, page_down, page_up, FileHeader, Image, Kind, MAX_INTERP_PATH, MAX_PHDR_TABLE,
-    MAX_PHNUM, MAX_SEGMENTS, PAGE_SIZE, PHDR_SIZE, TASK_SIZE,
+    page_down, page_up, FileHeader, Image, Kind, MAX_INTERP_PATH, MAX_PHDR_TABLE, MAX_PHNUM,
+    MAX_SEGMENTS, PAGE_SIZE, PHDR_SIZE, TASK_SIZE,
 };
+use uexec_load::file::{read_image, read_interpreter, FIRST_READ};
 
-/// As `file.rs`: how much of the file is read up front.
-const FIRST_READ: usize = 4096;
 
 const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
@@ -37,64 +37,70 @@ fn pread(file: &[u8], size: u64, offset: u64, buf: &mut [u8]) -> usize {
     n
 }
 
-/// Validates `file` (a file of `size` bytes, `size >= file.len()`) the way the loaders do and
-/// panics if an accepted file breaks an invariant the loader relies on. Rejections are fine.
-/// Returns whether the file was accepted.
+/// A file of `size` bytes whose first bytes are `file` (the rest reads as zeros), as the loader's
+/// own reading code ([`uexec_load::file`]) sees it.
+struct InMemory<'a> {
+    file: &'a [u8],
+    size: u64,
+}
+
+impl uexec_load::file::Source for InMemory<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, rustix::io::Errno> {
+        Ok(pread(self.file, self.size, offset, buf))
+    }
+}
+
+/// Validates `file` (a file of `size` bytes, `size >= file.len()`) with the loaders' own reading code
+/// (`uexec_load::file::read_image` and `read_interpreter`, which `ElfFile::open` and
+/// `ElfFile::interpreter` call) and panics if an accepted file breaks an invariant the loader relies
+/// on. Rejections are fine. Returns whether the file was accepted.
 pub fn check_file(file: &[u8], size: u64) -> bool {
     let size = size.max(file.len() as u64);
-    // ElfFile::open: the first 4096 bytes, then the header.
+    let src = InMemory { file, size };
     let mut first = [0u8; FIRST_READ];
-    let got = pread(file, size, 0, &mut first);
-    let bytes = &first[..got];
-    let Ok(header) = FileHeader::parse(bytes, size) else {
+    let mut table = [0u8; MAX_PHDR_TABLE];
+    let Ok(image) = read_image(&src, size, &mut first, &mut table) else {
         return false;
     };
+    // The checks below re-derive the header and the raw table from the bytes on their own.
+    let got = pread(file, size, 0, &mut first);
+    let header = FileHeader::parse(&first[..got], size).expect("an accepted file's header parses");
     check_header(&header, size);
-
-    let table_len = header.phdr_table_len();
-    let start = usize::try_from(header.phoff).unwrap_or(usize::MAX);
-    let result = match start
-        .checked_add(table_len)
-        .and_then(|end| bytes.get(start..end))
-    {
-        Some(table) => Image::parse(&header, table, size),
-        None => {
-            let mut table = [0u8; MAX_PHDR_TABLE];
-            let table = &mut table[..table_len];
-            let got = pread(file, size, header.phoff, table);
-            Image::parse(&header, &table[..got], size)
-        }
-    };
-    let Ok(image) = result else { return false };
     assert!(!image.segments().is_empty() && image.segments().len() <= MAX_SEGMENTS);
 
     // The same input gives the same answer (nothing depends on uninitialised or global state).
-    let mut table = [0u8; MAX_PHDR_TABLE];
-    let table = &mut table[..table_len];
-    let got = pread(file, size, header.phoff, table);
+    let mut first_again = [0u8; FIRST_READ];
+    let mut table_again = [0xa5u8; MAX_PHDR_TABLE];
+    let again = read_image(&src, size, &mut first_again, &mut table_again)
+        .expect("the same file is accepted twice");
+    assert_eq!(again.segments(), image.segments());
+
+    let table_len = header.phdr_table_len();
+    let mut raw = [0u8; MAX_PHDR_TABLE];
+    let raw = &mut raw[..table_len];
+    let got = pread(file, size, header.phoff, raw);
     assert_eq!(
         got, table_len,
         "an accepted header's table lies inside the file"
     );
-    let again = Image::parse(&header, table, size).expect("the same table parses twice alike");
-    assert_eq!(again.segments(), image.segments());
-
-    check_image(&header, table, &image, size);
+    check_image(&header, raw, &image, size);
     check_plan(&image, size);
 
-    // ElfFile::interpreter: read the PT_INTERP range and check it; must not panic either way.
-    if let Some(range) = image.interp {
-        let mut buf = [0u8; MAX_INTERP_PATH];
-        let len = usize::try_from(range.len)
-            .unwrap_or(MAX_INTERP_PATH)
-            .min(MAX_INTERP_PATH);
-        let got = pread(file, size, range.offset, &mut buf[..len]);
-        assert_eq!(got, len, "an accepted PT_INTERP range lies inside the file");
-        if let Ok(path) = interpreter_path(&buf[..got], range.segment) {
-            // The path is what precedes the first NUL; the range's last byte is NUL.
-            assert!(!path.is_empty() && !path.contains(&0));
-            assert!(path.len() < got && buf[path.len()] == 0 && buf[got - 1] == 0);
-        }
+    // The interpreter's path: must not panic either way; an accepted one is a NUL-terminated path
+    // at the start of a PT_INTERP range that lies inside the file.
+    let mut buf = [0u8; MAX_INTERP_PATH];
+    let path_len = read_interpreter(&src, &image, &mut buf)
+        .ok()
+        .flatten()
+        .map(|path| path.to_bytes().len());
+    if let Some(len) = path_len {
+        let range = image.interp.expect("a path was read, so there is a PT_INTERP");
+        assert!(range.offset + range.len <= size);
+        let n = usize::try_from(range.len).expect("the range fits the buffer");
+        // The path is what precedes the first NUL; the range's last byte is NUL.
+        assert!(len > 0 && len < n && n <= MAX_INTERP_PATH);
+        assert!(buf[len] == 0 && buf[n - 1] == 0);
+        assert!(!buf[..len].contains(&0));
     }
     true
 }

@@ -10,7 +10,7 @@ use uexec_elf::{interpreter_path, ElfError, FileHeader, Image, MAX_INTERP_PATH, 
 use crate::scratch::Scratch;
 
 /// How much of the file is read up front: enough for the header and, nearly always, the program headers.
-const FIRST_READ: usize = 4096;
+pub const FIRST_READ: usize = 4096;
 
 /// The first bytes of the file being opened, and its program-header table when that lies further on.
 static FIRST: Scratch<FIRST_READ> = Scratch::new();
@@ -47,30 +47,10 @@ impl ElfFile {
         }
         let size = u64::try_from(stat.st_size).map_err(|_| OpenError::NotRegularFile)?;
 
-        // SAFETY: files are opened one at a time while loading, and nothing of FIRST is kept past this
-        // call (Image::parse copies what it needs).
-        let first = unsafe { FIRST.borrow() };
-        let got = read_fully(fd.as_fd(), first, 0).map_err(OpenError::Os)?;
-        let bytes = first.get(..got).unwrap_or(&[]);
-        let header = FileHeader::parse(bytes, size).map_err(OpenError::Elf)?;
-
-        // The header checked that the table lies inside the file and fits in MAX_PHDR_TABLE bytes.
-        let table_len = header.phdr_table_len();
-        let start = usize::try_from(header.phoff).unwrap_or(usize::MAX);
-        let image = match start
-            .checked_add(table_len)
-            .and_then(|end| bytes.get(start..end))
-        {
-            Some(table) => Image::parse(&header, table, size),
-            None => {
-                // SAFETY: as for FIRST.
-                let table = unsafe { TABLE.borrow() };
-                let table = table.get_mut(..table_len).unwrap_or(&mut []);
-                let got = read_fully(fd.as_fd(), table, header.phoff).map_err(OpenError::Os)?;
-                Image::parse(&header, table.get(..got).unwrap_or(&[]), size)
-            }
-        }
-        .map_err(OpenError::Elf)?;
+        // SAFETY: files are opened one at a time while loading, and nothing of FIRST or TABLE is kept
+        // past this call (Image::parse copies what it needs).
+        let (first, table) = unsafe { (FIRST.borrow(), TABLE.borrow()) };
+        let image = read_image(&fd.as_fd(), size, first, table)?;
         Ok(Self { fd, size, image })
     }
 
@@ -89,23 +69,76 @@ impl ElfFile {
         &self,
         buf: &'b mut [u8; MAX_INTERP_PATH],
     ) -> Result<Option<&'b CStr>, OpenError> {
-        let Some(range) = self.image.interp else {
-            return Ok(None);
-        };
-        // Image::parse checked 2 <= len <= MAX_INTERP_PATH and that the range lies inside the file.
-        let len = usize::try_from(range.len)
-            .unwrap_or(MAX_INTERP_PATH)
-            .min(MAX_INTERP_PATH);
-        let dest = buf.get_mut(..len).unwrap_or(&mut []);
-        let got = read_fully(self.fd(), dest, range.offset).map_err(OpenError::Os)?;
-        let index = range.segment;
-        let bytes = dest.get(..got).unwrap_or(&[]);
-        interpreter_path(bytes, index).map_err(OpenError::Elf)?;
-        // The path ends at its first NUL (NUL padding may follow, as the kernel allows).
-        CStr::from_bytes_until_nul(bytes)
-            .map(Some)
-            .map_err(|_| OpenError::Elf(ElfError::BadInterpreterPath { segment: index }))
+        read_interpreter(&self.fd(), &self.image, buf)
     }
+}
+
+/// Where an executable's bytes are read from: its descriptor, or bytes in memory (the fuzz harness
+/// reads its inputs through this code, not a copy of it).
+pub trait Source {
+    /// Reads from `offset` until `buf` is full or the file ends; returns how many bytes were read.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno>;
+}
+
+impl Source for BorrowedFd<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        read_fully(*self, buf, offset)
+    }
+}
+
+/// Reads and validates what the kernel reads of a file of `size` bytes before it maps anything: the
+/// file header from its first [`FIRST_READ`] bytes (read into `first`) and the program-header table,
+/// taken from `first` when it lies there, else read into `table`.
+pub fn read_image(
+    src: &impl Source,
+    size: u64,
+    first: &mut [u8; FIRST_READ],
+    table: &mut [u8; MAX_PHDR_TABLE],
+) -> Result<Image, OpenError> {
+    let got = src.read_at(first, 0).map_err(OpenError::Os)?;
+    let bytes = first.get(..got).unwrap_or(&[]);
+    let header = FileHeader::parse(bytes, size).map_err(OpenError::Elf)?;
+
+    // The header checked that the table lies inside the file and fits in MAX_PHDR_TABLE bytes.
+    let table_len = header.phdr_table_len();
+    let start = usize::try_from(header.phoff).unwrap_or(usize::MAX);
+    match start
+        .checked_add(table_len)
+        .and_then(|end| bytes.get(start..end))
+    {
+        Some(in_first) => Image::parse(&header, in_first, size),
+        None => {
+            let table = table.get_mut(..table_len).unwrap_or(&mut []);
+            let got = src.read_at(table, header.phoff).map_err(OpenError::Os)?;
+            Image::parse(&header, table.get(..got).unwrap_or(&[]), size)
+        }
+    }
+    .map_err(OpenError::Elf)
+}
+
+/// Reads `image`'s `PT_INTERP` path into `buf` and checks it as the kernel does (its last byte NUL, NUL
+/// padding allowed before that); `Ok(None)` for a program without one.
+pub fn read_interpreter<'b>(
+    src: &impl Source,
+    image: &Image,
+    buf: &'b mut [u8; MAX_INTERP_PATH],
+) -> Result<Option<&'b CStr>, OpenError> {
+    let Some(range) = image.interp else {
+        return Ok(None);
+    };
+    // Image::parse checked 2 <= len <= MAX_INTERP_PATH and that the range lies inside the file.
+    let len = usize::try_from(range.len)
+        .unwrap_or(MAX_INTERP_PATH)
+        .min(MAX_INTERP_PATH);
+    let dest = buf.get_mut(..len).unwrap_or(&mut []);
+    let got = src.read_at(dest, range.offset).map_err(OpenError::Os)?;
+    let index = range.segment;
+    let bytes = dest.get(..got).unwrap_or(&[]);
+    interpreter_path(bytes, index).map_err(OpenError::Elf)?;
+    // The path ends at its first NUL (NUL padding may follow, as the kernel allows).
+    CStr::from_bytes_until_nul(bytes)
+        .map(Some)
+        .map_err(|_| OpenError::Elf(ElfError::BadInterpreterPath { segment: index }))
 }
 
 /// `pread` until `buf` is full or the file ends; returns how many bytes were read.
