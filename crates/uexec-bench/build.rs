@@ -1,5 +1,6 @@
-//! Compiles the workload programs of `workloads/` into `$OUT_DIR/workloads/` and writes
-//! `$OUT_DIR/workloads.rs`, the table of what was built, which `src/workloads.rs` includes.
+//! Compiles the workload programs of `workloads/` (and `bss_scan.c`, whose one copy lives with the
+//! differential tests' fixtures in `fixtures/` at the workspace root) into `$OUT_DIR/workloads/` and
+//! writes `$OUT_DIR/workloads.rs`, the table of what was built, which `src/workloads.rs` includes.
 //!
 //! Every program is static (no `PT_INTERP`): the loaders' cost is what is measured, not the
 //! dynamic linker's. `gcc` is required (a compile error fails the build); a missing
@@ -11,10 +12,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Where a workload's source is.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// `crates/uexec-bench/workloads/`.
+    Workloads,
+    /// `fixtures/` at the workspace root, shared with crates/difftest.
+    Fixtures,
+}
+
 /// One program to build: its name in the benchmark, compiler, source and flags.
 struct Build {
     name: &'static str,
     compiler: &'static str,
+    dir: Dir,
     source: &'static str,
     flags: &'static [&'static str],
     optional: bool,
@@ -26,6 +37,7 @@ const BUILDS: &[Build] = &[
     Build {
         name: "hello-glibc",
         compiler: "gcc",
+        dir: Dir::Workloads,
         source: "hello.c",
         flags: &["-static"],
         optional: false,
@@ -33,6 +45,7 @@ const BUILDS: &[Build] = &[
     Build {
         name: "hello-nostdlib",
         compiler: "gcc",
+        dir: Dir::Workloads,
         source: "hello_nostdlib.c",
         // No libc, no start files, and nothing gcc might call behind our back.
         flags: &[
@@ -47,6 +60,7 @@ const BUILDS: &[Build] = &[
     Build {
         name: "hello-musl",
         compiler: "musl-gcc",
+        dir: Dir::Workloads,
         source: "hello.c",
         flags: &["-static"],
         optional: true,
@@ -54,6 +68,7 @@ const BUILDS: &[Build] = &[
     Build {
         name: "bss-scan",
         compiler: "gcc",
+        dir: Dir::Fixtures,
         source: "bss_scan.c",
         flags: &["-static"],
         optional: false,
@@ -80,7 +95,11 @@ fn main() {
     let mut table = String::from("/// The workload programs built by build.rs: (name, path).\n");
     table.push_str("pub const BUILT: &[(&str, &str)] = &[\n");
     for b in BUILDS {
-        let source = manifest.join("workloads").join(b.source);
+        let dir = match b.dir {
+            Dir::Workloads => manifest.join("workloads"),
+            Dir::Fixtures => manifest.join("../../fixtures"),
+        };
+        let source = dir.join(b.source);
         println!("cargo:rerun-if-changed={}", source.display());
         if b.optional && !compiler_runs(b.compiler) {
             println!(

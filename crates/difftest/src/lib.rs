@@ -541,6 +541,8 @@ pub fn cases(name: &str) -> &'static [Case] {
         ok(&["stride"]),
         ok(&["backward"]),
         ok(&["random"]),
+        // The first access to each page a read (the benchmark's `-rmw` workloads).
+        ok(&["sparse", "rmw"]),
     ];
     const FAULT: &[Case] = &[
         segv(&["null"]),
