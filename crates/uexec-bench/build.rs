@@ -4,13 +4,15 @@
 //!
 //! Every program is static (no `PT_INTERP`): the loaders' cost is what is measured, not the
 //! dynamic linker's. `gcc` is required (a compile error fails the build); a missing
-//! `musl-gcc` only leaves the musl hello out, with a `cargo:warning`.
+//! `musl-gcc` only leaves the musl hello out, with a `cargo:warning`. The compilers are run by
+//! `uexec-cbuild`, shared with difftest.
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+
+use uexec_cbuild::{compile_all, runs, Compile};
 
 /// Where a workload's source is.
 #[derive(Clone, Copy)]
@@ -75,14 +77,6 @@ const BUILDS: &[Build] = &[
     },
 ];
 
-fn compiler_runs(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 fn main() {
     let manifest =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -94,6 +88,7 @@ fn main() {
 
     let mut table = String::from("/// The workload programs built by build.rs: (name, path).\n");
     table.push_str("pub const BUILT: &[(&str, &str)] = &[\n");
+    let mut jobs = Vec::new();
     for b in BUILDS {
         let dir = match b.dir {
             Dir::Workloads => manifest.join("workloads"),
@@ -101,7 +96,7 @@ fn main() {
         };
         let source = dir.join(b.source);
         println!("cargo:rerun-if-changed={}", source.display());
-        if b.optional && !compiler_runs(b.compiler) {
+        if b.optional && !runs(b.compiler) {
             println!(
                 "cargo:warning={} not found: the {} workload is left out",
                 b.compiler, b.name
@@ -109,7 +104,12 @@ fn main() {
             continue;
         }
         let target = bin.join(b.name);
-        compile(b, &source, &target);
+        jobs.push(
+            Compile::new(b.compiler, &target)
+                .flags(COMMON)
+                .flags(b.flags)
+                .source(&source),
+        );
         writeln!(
             table,
             "    ({:?}, {:?}),",
@@ -119,24 +119,7 @@ fn main() {
         .expect("writing to a String");
     }
     table.push_str("];\n");
+    compile_all("uexec-bench: workload build failed", &jobs);
     let generated = out.join("workloads.rs");
     fs::write(&generated, table).unwrap_or_else(|e| panic!("writing {}: {e}", generated.display()));
-}
-
-fn compile(b: &Build, source: &Path, target: &Path) {
-    let status = Command::new(b.compiler)
-        .args(COMMON)
-        .args(b.flags)
-        .arg("-o")
-        .arg(target)
-        .arg(source)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {} for {}: {e}", b.compiler, b.name));
-    assert!(
-        status.success(),
-        "{} failed to build {} from {}",
-        b.compiler,
-        b.name,
-        source.display()
-    );
 }
