@@ -10,14 +10,14 @@
 //! `-static`, `-static-pie` and dynamic when `g++` runs; freestanding code
 //! (no libc) as `-static` and `-static-pie`. A missing optional compiler is reported
 //! with `cargo:warning` and its variants are left out; a missing `gcc`, or any compile
-//! error, fails the build.
+//! error, fails the build. The compilers are run by `uexec-cbuild`, shared with uexec-bench.
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
+
+use uexec_cbuild::{compile_all, runs, Compile};
 
 /// What a fixture is written in, which decides its variants.
 #[derive(Clone, Copy)]
@@ -298,17 +298,7 @@ struct Job {
     name: &'static str,
     variant: &'static str,
     role: Role,
-    compiler: &'static str,
-    args: Vec<String>,
-    out: PathBuf,
-}
-
-fn runs(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    compile: Compile,
 }
 
 fn main() {
@@ -377,75 +367,26 @@ fn main() {
             }
         };
         for (variant, compiler, vflags) in variants {
-            let out = bin_dir.join(format!("{}.{}", spec.name, variant));
-            let mut args: Vec<String> = COMMON.iter().map(|s| s.to_string()).collect();
-            args.extend(vflags.iter().map(|s| s.to_string()));
-            args.extend(spec.flags.iter().map(|s| s.to_string()));
-            args.extend(
-                spec.sources
-                    .iter()
-                    .map(|s| src_dir.join(s).display().to_string()),
-            );
-            args.push("-o".into());
-            args.push(out.display().to_string());
+            let mut compile =
+                Compile::new(compiler, bin_dir.join(format!("{}.{}", spec.name, variant)))
+                    .flags(COMMON)
+                    .flags(&vflags)
+                    .flags(spec.flags);
+            for s in spec.sources {
+                compile = compile.source(src_dir.join(s));
+            }
             jobs.push(Job {
                 name: spec.name,
                 variant,
                 role: spec.role,
-                compiler,
-                args,
-                out,
+                compile,
             });
         }
     }
 
-    build_all(&jobs);
+    let compiles: Vec<Compile> = jobs.iter().map(|j| j.compile.clone()).collect();
+    compile_all("difftest: fixture build failed", &compiles);
     write_tables(&jobs, &out_dir);
-}
-
-/// Runs the compiles on as many threads as there are CPUs; panics with the
-/// compiler's output on the first failure.
-fn build_all(jobs: &[Job]) {
-    let next = Mutex::new(0usize);
-    let errors = Mutex::new(Vec::<String>::new());
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().expect("job counter");
-                    let i = *n;
-                    *n += 1;
-                    i
-                };
-                let Some(job) = jobs.get(i) else { break };
-                let result = Command::new(job.compiler).args(&job.args).output();
-                let failure = match result {
-                    Ok(o) if o.status.success() => None,
-                    Ok(o) => Some(format!(
-                        "{} {}: {}\n{}{}",
-                        job.compiler,
-                        job.args.join(" "),
-                        o.status,
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    )),
-                    Err(e) => Some(format!("cannot run {}: {e}", job.compiler)),
-                };
-                if let Some(f) = failure {
-                    errors.lock().expect("error list").push(f);
-                }
-            });
-        }
-    });
-    let errors = errors.into_inner().expect("error list");
-    assert!(
-        errors.is_empty(),
-        "difftest: fixture build failed:\n{}",
-        errors.join("\n")
-    );
 }
 
 fn write_tables(jobs: &[Job], out_dir: &Path) {
@@ -461,7 +402,7 @@ fn write_tables(jobs: &[Job], out_dir: &Path) {
             "    Fixture {{ name: {:?}, variant: {:?}, path: {:?}, role: {role} }},",
             job.name,
             job.variant,
-            job.out.display().to_string()
+            job.compile.output.display().to_string()
         );
         if let Role::Diff = job.role {
             let fn_name = format!("{}_{}", job.name, job.variant).replace('-', "_");

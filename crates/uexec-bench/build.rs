@@ -1,20 +1,33 @@
-//! Compiles the workload programs of `workloads/` into `$OUT_DIR/workloads/` and writes
-//! `$OUT_DIR/workloads.rs`, the table of what was built, which `src/workloads.rs` includes.
+//! Compiles the workload programs of `workloads/` (and `bss_scan.c`, whose one copy lives with the
+//! differential tests' fixtures in `fixtures/` at the workspace root) into `$OUT_DIR/workloads/` and
+//! writes `$OUT_DIR/workloads.rs`, the table of what was built, which `src/workloads.rs` includes.
 //!
 //! Every program is static (no `PT_INTERP`): the loaders' cost is what is measured, not the
 //! dynamic linker's. `gcc` is required (a compile error fails the build); a missing
-//! `musl-gcc` only leaves the musl hello out, with a `cargo:warning`.
+//! `musl-gcc` only leaves the musl hello out, with a `cargo:warning`. The compilers are run by
+//! `uexec-cbuild`, shared with difftest.
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
+
+use uexec_cbuild::{compile_all, runs, Compile};
+
+/// Where a workload's source is.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// `crates/uexec-bench/workloads/`.
+    Workloads,
+    /// `fixtures/` at the workspace root, shared with crates/difftest.
+    Fixtures,
+}
 
 /// One program to build: its name in the benchmark, compiler, source and flags.
 struct Build {
     name: &'static str,
     compiler: &'static str,
+    dir: Dir,
     source: &'static str,
     flags: &'static [&'static str],
     optional: bool,
@@ -26,6 +39,7 @@ const BUILDS: &[Build] = &[
     Build {
         name: "hello-glibc",
         compiler: "gcc",
+        dir: Dir::Workloads,
         source: "hello.c",
         flags: &["-static"],
         optional: false,
@@ -33,6 +47,7 @@ const BUILDS: &[Build] = &[
     Build {
         name: "hello-nostdlib",
         compiler: "gcc",
+        dir: Dir::Workloads,
         source: "hello_nostdlib.c",
         // No libc, no start files, and nothing gcc might call behind our back.
         flags: &[
@@ -47,6 +62,7 @@ const BUILDS: &[Build] = &[
     Build {
         name: "hello-musl",
         compiler: "musl-gcc",
+        dir: Dir::Workloads,
         source: "hello.c",
         flags: &["-static"],
         optional: true,
@@ -54,19 +70,22 @@ const BUILDS: &[Build] = &[
     Build {
         name: "bss-scan",
         compiler: "gcc",
+        dir: Dir::Fixtures,
         source: "bss_scan.c",
         flags: &["-static"],
         optional: false,
     },
+    // The same scans over a 32 MiB bss: what `--quick` runs, so that it finishes in well under a
+    // minute with every configuration kept.
+    Build {
+        name: "bss-scan-quick",
+        compiler: "gcc",
+        dir: Dir::Fixtures,
+        source: "bss_scan.c",
+        flags: &["-static", "-DSCAN_MIB=32"],
+        optional: false,
+    },
 ];
-
-fn compiler_runs(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
 
 fn main() {
     let manifest =
@@ -79,10 +98,15 @@ fn main() {
 
     let mut table = String::from("/// The workload programs built by build.rs: (name, path).\n");
     table.push_str("pub const BUILT: &[(&str, &str)] = &[\n");
+    let mut jobs = Vec::new();
     for b in BUILDS {
-        let source = manifest.join("workloads").join(b.source);
+        let dir = match b.dir {
+            Dir::Workloads => manifest.join("workloads"),
+            Dir::Fixtures => manifest.join("../../fixtures"),
+        };
+        let source = dir.join(b.source);
         println!("cargo:rerun-if-changed={}", source.display());
-        if b.optional && !compiler_runs(b.compiler) {
+        if b.optional && !runs(b.compiler) {
             println!(
                 "cargo:warning={} not found: the {} workload is left out",
                 b.compiler, b.name
@@ -90,7 +114,12 @@ fn main() {
             continue;
         }
         let target = bin.join(b.name);
-        compile(b, &source, &target);
+        jobs.push(
+            Compile::new(b.compiler, &target)
+                .flags(COMMON)
+                .flags(b.flags)
+                .source(&source),
+        );
         writeln!(
             table,
             "    ({:?}, {:?}),",
@@ -100,24 +129,7 @@ fn main() {
         .expect("writing to a String");
     }
     table.push_str("];\n");
+    compile_all("uexec-bench: workload build failed", &jobs);
     let generated = out.join("workloads.rs");
     fs::write(&generated, table).unwrap_or_else(|e| panic!("writing {}: {e}", generated.display()));
-}
-
-fn compile(b: &Build, source: &Path, target: &Path) {
-    let status = Command::new(b.compiler)
-        .args(COMMON)
-        .args(b.flags)
-        .arg("-o")
-        .arg(target)
-        .arg(source)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {} for {}: {e}", b.compiler, b.name));
-    assert!(
-        status.success(),
-        "{} failed to build {} from {}",
-        b.compiler,
-        b.name,
-        source.display()
-    );
 }

@@ -82,7 +82,11 @@ fn without_randomisation_the_break_starts_where_the_kernels_does() {
                 String::from_utf8_lossy(&out.stdout).trim().to_owned()
             };
             let native = break_of(&[]);
-            assert!(native.starts_with("0x"), "{} natively: {native:?}", fx.variant);
+            assert!(
+                native.starts_with("0x"),
+                "{} natively: {native:?}",
+                fx.variant
+            );
             for loader in ["apager", "dpager", "hpager"] {
                 let loader_path = path_as(who, &require_loader(loader));
                 let loaded = break_of(&[loader_path.as_os_str(), OsStr::new("-q")]);

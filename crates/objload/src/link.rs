@@ -13,7 +13,11 @@
 //! 4. **Layout** in three page-aligned parts: code and stubs (read-execute), read-only data with the GOT and
 //!    the init/fini arrays (read-only once relocated), writable data, `.bss` and `COMMON` (read-write).
 //! 5. **Placement** near the targets ([`memory::place`]), copy, GOT and stubs, relocations ([`reloc`]),
-//!    then each part's final protection.
+//!    the constructor and destructor lists, then each part's final protection.
+//!
+//! Each step is one function (`define`, `resolve`, `scan`, `layout`, `placement`) that hands the next
+//! steps a struct of what it found (`Defined`, `Resolved`, `Scan`, `Layout`); [`link`] only calls them in
+//! order.
 //!
 //! A call stub is `jmp *slot(%rip)` through a GOT slot: any 64-bit target is reachable. A PC-relative
 //! reference to a far *function* (taking its address in PIE code) goes to its stub like a canonical PLT
@@ -192,16 +196,70 @@ fn definitions<'d>(objects: &[ObjectFile<'d>]) -> Result<Definitions<'d>, Error>
     Ok((defs, commons))
 }
 
-/// Links `objects` (named `display` in messages) into a new image.
+impl Def {
+    /// What a symbol defined this way resolves to.
+    fn target(self) -> Target {
+        match self {
+            Def::Section {
+                obj,
+                section,
+                offset,
+            } => Target::Section {
+                obj,
+                section,
+                offset,
+            },
+            Def::Absolute(v) => Target::Absolute(v),
+            Def::Common(i) => Target::Common(i),
+        }
+    }
+}
+
+/// Links `objects` (named `display` in messages) into a new image: the five steps of the module
+/// header, one function each.
 pub(crate) fn link(
     display: &str,
     objects: &[ObjectFile<'_>],
     resolver: &mut dyn Resolver,
 ) -> Result<Linked, Error> {
-    // 1. Definitions, and the caller's veto on the functions among them.
+    let defined = define(objects, resolver)?;
+    let resolved = resolve(display, objects, &defined.defs, resolver)?;
+    let scan = scan(objects, &resolved.targets)?;
+    let layout = layout(display, objects, &defined.commons, &scan)?;
+    let placed = placement(
+        display,
+        objects,
+        &defined,
+        &resolved.targets,
+        &scan,
+        &layout,
+        resolver,
+    )?;
+    Ok(Linked {
+        mapping: placed.mapping,
+        exports: placed.exports,
+        init: placed.init,
+        fini: placed.fini,
+        used_libraries: resolved.used_libraries,
+        relocations: scan.relocations,
+    })
+}
+
+/// What step 1 found: the load's global definitions.
+struct Defined<'d> {
+    /// By name.
+    defs: HashMap<&'d [u8], GlobalDef>,
+    /// The `(size, alignment)` of each COMMON allocation ([`Def::Common`] indexes it).
+    commons: Vec<(u64, u64)>,
+    /// The same definitions, sorted by name (the image's exports).
+    exported: Vec<(&'d str, GlobalDef)>,
+}
+
+/// Step 1, definitions, and the caller's veto on the functions among them.
+fn define<'d>(objects: &[ObjectFile<'d>], resolver: &dyn Resolver) -> Result<Defined<'d>, Error> {
     let (defs, commons) = definitions(objects)?;
     let mut exported = Vec::new();
-    for (name, d) in &defs {
+    for (&name, d) in &defs {
         let name = std::str::from_utf8(name).map_err(|_| Error::Malformed {
             member: objects
                 .get(d.obj)
@@ -218,8 +276,28 @@ pub(crate) fn link(
         .map(|(n, _)| *n)
         .collect();
     resolver.check_functions(&functions)?;
+    Ok(Defined {
+        defs,
+        commons,
+        exported,
+    })
+}
 
-    // 2. Resolution.
+/// What step 2 found.
+struct Resolved {
+    /// `targets[obj][symbol]`: what each symbol of each object resolved to.
+    targets: Vec<Vec<Target>>,
+    /// Earlier libraries that resolved at least one symbol, in the order first used.
+    used_libraries: Vec<usize>,
+}
+
+/// Step 2, resolution of every symbol of every object; all missing names are reported together.
+fn resolve<'d>(
+    display: &str,
+    objects: &[ObjectFile<'d>],
+    defs: &HashMap<&'d [u8], GlobalDef>,
+    resolver: &mut dyn Resolver,
+) -> Result<Resolved, Error> {
     let mut cache: HashMap<&[u8], Option<Found>> = HashMap::new();
     let mut missing: Vec<String> = Vec::new();
     let mut missing_seen: HashSet<&[u8]> = HashSet::new();
@@ -239,19 +317,7 @@ pub(crate) fn link(
                 Place::Absolute(v) if s.binding == Binding::Local => Some(Target::Absolute(v)),
                 Place::Unloaded if s.binding == Binding::Local => Some(Target::Unloaded),
                 _ if s.binding == Binding::Local || s.name.is_empty() => Some(Target::Absolute(0)),
-                _ => defs.get(s.name).map(|d| match d.def {
-                    Def::Section {
-                        obj,
-                        section,
-                        offset,
-                    } => Target::Section {
-                        obj,
-                        section,
-                        offset,
-                    },
-                    Def::Absolute(v) => Target::Absolute(v),
-                    Def::Common(i) => Target::Common(i),
-                }),
+                _ => defs.get(s.name).map(|d| d.def.target()),
             };
             let target = match own {
                 Some(target) => target,
@@ -296,8 +362,26 @@ pub(crate) fn link(
             names: missing,
         });
     }
+    Ok(Resolved {
+        targets,
+        used_libraries,
+    })
+}
 
-    // 3. Scan.
+/// What step 3 found.
+struct Scan {
+    /// The GOT slot of each target that needs one (slot number, from 0).
+    got_slots: HashMap<Target, u64>,
+    /// The call stub of each target that needs one (stub number, from 0).
+    stubs: HashMap<Target, u64>,
+    /// The range of far data that PC-relative code refers to, which the image must be placed near.
+    near: Option<(u64, u64)>,
+    /// How many relocations there are.
+    relocations: usize,
+}
+
+/// Step 3, scan of every relocation: type supported, GOT slots, stubs, the data that must be near.
+fn scan(objects: &[ObjectFile<'_>], targets: &[Vec<Target>]) -> Result<Scan, Error> {
     let mut got_slots: HashMap<Target, u64> = HashMap::new();
     let mut stubs: HashMap<Target, u64> = HashMap::new();
     let mut near: Option<(u64, u64)> = None;
@@ -380,13 +464,56 @@ pub(crate) fn link(
             }
         }
     }
+    Ok(Scan {
+        got_slots,
+        stubs,
+        near,
+        relocations,
+    })
+}
 
-    // 4. Layout: offsets within each part.
-    let page = memory::page_size();
-    let too_big = || Error::Malformed {
+/// What step 4 decided: offsets within the image, before it has an address.
+struct Layout {
+    /// `placed[obj][section]`: the part (0 code, 1 read-only, 2 writable) and offset in it of each loaded
+    /// section; `None` for a section that is not loaded.
+    placed: Vec<Vec<Option<(usize, u64)>>>,
+    /// The offset of each part in the image (page-aligned; code first, at 0).
+    part_base: [u64; 3],
+    /// The image's length (page-aligned, at least a page).
+    total: u64,
+    /// Offset of the call stubs in the code part.
+    stub_off: u64,
+    /// Offset of the GOT in the read-only part.
+    got_off: u64,
+    /// Offset of each COMMON allocation in the writable part.
+    common_off: Vec<u64>,
+}
+
+impl Layout {
+    /// The offset in the image of section `section` of object `obj`, if it is loaded.
+    fn sec_off(&self, obj: usize, section: usize) -> Option<u64> {
+        let (part, off) = (*self.placed.get(obj)?.get(section)?)?;
+        Some(self.part_base.get(part)? + off)
+    }
+}
+
+/// The error for an image that is too large to lay out or to reach across.
+fn too_big(display: &str) -> Error {
+    Error::Malformed {
         member: display.to_owned(),
         what: "loaded sections larger than 1 GiB".to_owned(),
-    };
+    }
+}
+
+/// Step 4, layout: offsets within each of the three page-aligned parts.
+fn layout(
+    display: &str,
+    objects: &[ObjectFile<'_>],
+    commons: &[(u64, u64)],
+    scan: &Scan,
+) -> Result<Layout, Error> {
+    let page = memory::page_size();
+    let too_big = || too_big(display);
     let mut part_len = [0u64; 3]; // code, read-only, writable
     let mut placed: Vec<Vec<Option<(usize, u64)>>> = Vec::with_capacity(objects.len());
     let part_of = |k: SectionKind| match k {
@@ -410,10 +537,10 @@ pub(crate) fn link(
         }
         placed.push(p);
     }
-    let stub_off = alloc(0, STUB_SIZE * stubs.len() as u64, 16)?;
-    let got_off = alloc(1, 8 * got_slots.len() as u64, 8)?;
+    let stub_off = alloc(0, STUB_SIZE * scan.stubs.len() as u64, 16)?;
+    let got_off = alloc(1, 8 * scan.got_slots.len() as u64, 8)?;
     let mut common_off = Vec::with_capacity(commons.len());
-    for &(size, align) in &commons {
+    for &(size, align) in commons {
         common_off.push(alloc(2, size, align)?);
     }
     let part_base = {
@@ -427,45 +554,108 @@ pub(crate) fn link(
     if total > crate::object_file::MAX_IMAGE {
         return Err(too_big());
     }
+    Ok(Layout {
+        placed,
+        part_base,
+        total,
+        stub_off,
+        got_off,
+        common_off,
+    })
+}
 
-    // 5. Placement: near the far data PC-relative code refers to, and the host if both fit.
+/// Where the laid-out image landed: the address of every target.
+struct Addresses<'l> {
+    base: u64,
+    layout: &'l Layout,
+    got_addr: u64,
+}
+
+impl Addresses<'_> {
+    /// The address (S) of target `t`.
+    fn value(&self, t: Target) -> u64 {
+        let (base, layout) = (self.base, self.layout);
+        match t {
+            Target::Section {
+                obj,
+                section,
+                offset,
+            } => base + layout.sec_off(obj, section).unwrap_or(0) + offset,
+            Target::Common(i) => {
+                base + layout.part_base[2] + layout.common_off.get(i).copied().unwrap_or(0)
+            }
+            Target::Absolute(v) => v,
+            Target::External { addr, .. } => addr,
+            Target::Got => self.got_addr,
+            Target::Unloaded => 0,
+        }
+    }
+}
+
+/// What step 5 made.
+struct Placed {
+    mapping: Mapping,
+    exports: Vec<Export>,
+    init: Vec<u64>,
+    fini: Vec<u64>,
+}
+
+/// Step 5, placement near the far data PC-relative code refers to (and the host if both fit); then the copy of
+/// the sections, GOT and stubs, relocations, the constructor and destructor lists, the exports, and each
+/// part's final protection.
+fn placement(
+    display: &str,
+    objects: &[ObjectFile<'_>],
+    defined: &Defined<'_>,
+    targets: &[Vec<Target>],
+    scan: &Scan,
+    layout: &Layout,
+    resolver: &dyn Resolver,
+) -> Result<Placed, Error> {
     let host = resolver.host_range();
     let mut wishes = Vec::new();
-    if let Some((lo, hi)) = near {
+    if let Some((lo, hi)) = scan.near {
         if let Some((h_lo, h_hi)) = host {
             wishes.push((lo.min(h_lo), hi.max(h_hi)));
         }
         wishes.push((lo, hi));
     }
     wishes.extend(host);
-    let mut image = memory::place(&wishes, total)?;
+    let mut image = memory::place(&wishes, layout.total)?;
     let base = image.addr();
+    let at = Addresses {
+        base,
+        layout,
+        got_addr: base + layout.part_base[1] + layout.got_off,
+    };
     let bytes = image.bytes_mut();
+    copy_sections(bytes, objects, layout);
+    write_got_and_stubs(display, bytes, scan, &at)?;
+    relocate(display, bytes, objects, &defined.defs, targets, scan, &at)?;
+    let (init, fini) = constructors(bytes, objects, layout);
+    let exports = defined
+        .exported
+        .iter()
+        .map(|(name, d)| Export {
+            name: (*name).to_owned(),
+            addr: at.value(d.def.target()),
+            is_function: d.is_function,
+        })
+        .collect();
+    let mapping = image.seal(&protections(layout))?;
+    Ok(Placed {
+        mapping,
+        exports,
+        init,
+        fini,
+    })
+}
 
-    let sec_off = |obj: usize, section: usize| -> Option<u64> {
-        let (part, off) = (*placed.get(obj)?.get(section)?)?;
-        Some(part_base.get(part)? + off)
-    };
-    let got_addr = base + part_base[1] + got_off;
-    let value = |t: Target| -> u64 {
-        match t {
-            Target::Section {
-                obj,
-                section,
-                offset,
-            } => base + sec_off(obj, section).unwrap_or(0) + offset,
-            Target::Common(i) => base + part_base[2] + common_off.get(i).copied().unwrap_or(0),
-            Target::Absolute(v) => v,
-            Target::External { addr, .. } => addr,
-            Target::Got => got_addr,
-            Target::Unloaded => 0,
-        }
-    };
-
-    // Copy the file's bytes (`SHT_NOBITS` stays zero from the anonymous mapping).
+/// Copies the file's bytes of every loaded section (`SHT_NOBITS` stays zero from the anonymous mapping).
+fn copy_sections(bytes: &mut [u8], objects: &[ObjectFile<'_>], layout: &Layout) {
     for (obj, o) in objects.iter().enumerate() {
         for (i, s) in o.sections.iter().enumerate() {
-            if let (Some(src), Some(off)) = (s.bytes, sec_off(obj, i)) {
+            if let (Some(src), Some(off)) = (s.bytes, layout.sec_off(obj, i)) {
                 let off = off as usize;
                 if let Some(dst) = bytes.get_mut(off..off + src.len()) {
                     dst.copy_from_slice(src);
@@ -473,35 +663,57 @@ pub(crate) fn link(
             }
         }
     }
-    // GOT slots hold S; each stub jumps through its symbol's slot.
-    for (&t, &slot) in &got_slots {
-        let at = (part_base[1] + got_off + 8 * slot) as usize;
-        if let Some(dst) = bytes.get_mut(at..at + 8) {
-            dst.copy_from_slice(&value(t).to_le_bytes());
+}
+
+/// GOT slots hold S; each stub jumps through its symbol's slot.
+fn write_got_and_stubs(
+    display: &str,
+    bytes: &mut [u8],
+    scan: &Scan,
+    at: &Addresses<'_>,
+) -> Result<(), Error> {
+    let layout = at.layout;
+    for (&t, &slot) in &scan.got_slots {
+        let off = (layout.part_base[1] + layout.got_off + 8 * slot) as usize;
+        if let Some(dst) = bytes.get_mut(off..off + 8) {
+            dst.copy_from_slice(&at.value(t).to_le_bytes());
         }
     }
-    for (t, &stub) in &stubs {
-        let at = stub_off + STUB_SIZE * stub;
-        let slot = got_slots.get(t).copied().unwrap_or(0);
-        let disp = (got_addr + 8 * slot) as i64 - (base + at + 6) as i64;
-        let disp = i32::try_from(disp).map_err(|_| too_big())?;
+    for (t, &stub) in &scan.stubs {
+        let off = layout.stub_off + STUB_SIZE * stub;
+        let slot = scan.got_slots.get(t).copied().unwrap_or(0);
+        let disp = (at.got_addr + 8 * slot) as i64 - (at.base + off + 6) as i64;
+        let disp = i32::try_from(disp).map_err(|_| too_big(display))?;
         let mut code = [0xff, 0x25, 0, 0, 0, 0, 0xcc, 0xcc]; // jmp *disp32(%rip); int3; int3
         code[2..6].copy_from_slice(&disp.to_le_bytes());
-        if let Some(dst) = bytes.get_mut(at as usize..(at + STUB_SIZE) as usize) {
+        if let Some(dst) = bytes.get_mut(off as usize..(off + STUB_SIZE) as usize) {
             dst.copy_from_slice(&code);
         }
     }
+    Ok(())
+}
 
-    // Relocations.
+/// Applies every relocation; a PC-relative one that overflows against a symbol with a stub goes to the
+/// stub instead.
+fn relocate(
+    display: &str,
+    bytes: &mut [u8],
+    objects: &[ObjectFile<'_>],
+    defs: &HashMap<&[u8], GlobalDef>,
+    targets: &[Vec<Target>],
+    scan: &Scan,
+    at: &Addresses<'_>,
+) -> Result<(), Error> {
+    let layout = at.layout;
     for (obj, o) in objects.iter().enumerate() {
         let obj_targets = targets.get(obj).map(Vec::as_slice).unwrap_or_default();
         for table in &o.relocs {
-            let Some(s_off) = sec_off(obj, table.target) else {
+            let Some(s_off) = layout.sec_off(obj, table.target) else {
                 continue;
             };
             let s_len = o.sections.get(table.target).map_or(0, |s| s.size);
             let Some(section) = bytes.get_mut(s_off as usize..(s_off + s_len) as usize) else {
-                return Err(too_big());
+                return Err(too_big(display));
             };
             for r in table.iter() {
                 let target = obj_targets
@@ -514,19 +726,22 @@ pub(crate) fn link(
                     Some(s) => defs.get(s.name).map_or(0, |d| d.size),
                     None => 0,
                 };
-                let s_val = value(target) as i128;
+                let s_val = at.value(target) as i128;
                 let mut ops = Operands {
                     S: s_val,
                     A: r.addend.into(),
-                    P: (base + s_off + r.offset).into(),
-                    G: got_slots.get(&target).map_or(0, |slot| 8 * *slot as i128),
-                    GOT: got_addr.into(),
+                    P: (at.base + s_off + r.offset).into(),
+                    G: scan
+                        .got_slots
+                        .get(&target)
+                        .map_or(0, |slot| 8 * *slot as i128),
+                    GOT: at.got_addr.into(),
                     L: s_val,
                     Z: z.into(),
                 };
                 let mut field = reloc::compute(r.r_type, &ops);
-                if let (Some(Err(Overflow)), Some(stub)) = (field, stubs.get(&target)) {
-                    let stub_addr = (base + stub_off + STUB_SIZE * stub) as i128;
+                if let (Some(Err(Overflow)), Some(stub)) = (field, scan.stubs.get(&target)) {
+                    let stub_addr = (at.base + layout.stub_off + STUB_SIZE * stub) as i128;
                     ops.S = stub_addr;
                     ops.L = stub_addr;
                     field = reloc::compute(r.r_type, &ops);
@@ -557,8 +772,12 @@ pub(crate) fn link(
             }
         }
     }
+    Ok(())
+}
 
-    // Constructors and destructors, read from the relocated arrays.
+/// The constructors and the destructors, in the order to run them, read from the relocated
+/// `.init_array` / `.fini_array` sections (by priority, then object, then section).
+fn constructors(bytes: &[u8], objects: &[ObjectFile<'_>], layout: &Layout) -> (Vec<u64>, Vec<u64>) {
     let mut arrays: Vec<(u32, usize, usize, SectionKind)> = Vec::new();
     for (obj, o) in objects.iter().enumerate() {
         for (i, s) in o.sections.iter().enumerate() {
@@ -572,7 +791,7 @@ pub(crate) fn link(
     let mut fini = Vec::new();
     for &(_, obj, i, kind) in &arrays {
         let (Some(off), Some(s)) = (
-            sec_off(obj, i),
+            layout.sec_off(obj, i),
             objects.get(obj).and_then(|o| o.sections.get(i)),
         ) else {
             continue;
@@ -594,29 +813,14 @@ pub(crate) fn link(
         }
     }
     fini.reverse();
+    (init, fini)
+}
 
-    let exports = exported
-        .iter()
-        .map(|(name, d)| Export {
-            name: (*name).to_owned(),
-            addr: value(match d.def {
-                Def::Section {
-                    obj,
-                    section,
-                    offset,
-                } => Target::Section {
-                    obj,
-                    section,
-                    offset,
-                },
-                Def::Absolute(v) => Target::Absolute(v),
-                Def::Common(i) => Target::Common(i),
-            }),
-            is_function: d.is_function,
-        })
-        .collect();
-
-    let parts = [
+/// Each part's final protection: code read-execute, read-only data (with the GOT and the init/fini
+/// arrays) read-only, the rest read-write.
+fn protections(layout: &Layout) -> [(usize, usize, Protection); 3] {
+    let (part_base, total) = (layout.part_base, layout.total);
+    [
         (0, part_base[1] as usize, Protection::ReadExecute),
         (
             part_base[1] as usize,
@@ -628,16 +832,7 @@ pub(crate) fn link(
             (total - part_base[2]) as usize,
             Protection::ReadWrite,
         ),
-    ];
-    let mapping = image.seal(&parts)?;
-    Ok(Linked {
-        mapping,
-        exports,
-        init,
-        fini,
-        used_libraries,
-        relocations,
-    })
+    ]
 }
 
 /// An untyped symbol in executable code (an assembly label) counts as a function.
