@@ -5,7 +5,8 @@
 //!   from where objsh embeds them, so that they are found with no flag wherever the binary goes.
 
 use std::path::PathBuf;
-use std::process::Command;
+
+use uexec_cbuild::{compile_all, Compile};
 
 const COMMANDS: &[&str] = &["ls", "semdump"];
 
@@ -15,18 +16,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CC");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_default());
     let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".to_owned());
-    for name in COMMANDS {
-        let src = format!("commands/{name}.c");
-        println!("cargo:rerun-if-changed={src}");
-        let obj = out.join(format!("{name}.o"));
-        let status = Command::new(&cc)
-            .args(["-O2", "-fPIC", "-Wall", "-Wextra", "-c", &src, "-o"])
-            .arg(&obj)
-            .status();
-        match status {
-            Ok(s) if s.success() => {}
-            Ok(s) => panic!("{cc} failed to compile {src}: {s}"),
-            Err(e) => panic!("cannot run {cc} to compile {src}: {e} (install gcc, or set CC)"),
-        }
-    }
+    let jobs: Vec<Compile> = COMMANDS
+        .iter()
+        .map(|name| {
+            let src = format!("commands/{name}.c");
+            println!("cargo:rerun-if-changed={src}");
+            Compile::new(&cc, out.join(format!("{name}.o")))
+                .flags(&["-O2", "-fPIC", "-Wall", "-Wextra", "-c"])
+                .source(src)
+        })
+        .collect();
+    compile_all("objsh's command objects", &jobs);
 }
