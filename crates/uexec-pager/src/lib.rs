@@ -21,6 +21,7 @@
 pub mod actions;
 #[forbid(unsafe_code)]
 mod bpf;
+#[forbid(unsafe_code)]
 mod calls;
 pub mod dispatch;
 pub mod exec;
