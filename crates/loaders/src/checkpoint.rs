@@ -70,7 +70,7 @@ pub unsafe fn install(
 /// program set (the pager keeps both virtual), SIGSYS as the program left it (the default), and no
 /// alternate stack where the thread runs on the pager's.
 pub static PAGER_HOOKS: uexec_capture::Hooks = uexec_capture::Hooks {
-    prepare: uexec_pager::pager::grant_all,
+    prepare: uexec_pager::grant::grant_all,
     sigaction: pager_sigaction,
     sigmask: pager_sigmask,
     altstack: pager_altstack,
@@ -87,14 +87,14 @@ fn pager_sigaction(
         mask: a.mask,
     };
     match sig as i32 {
-        uexec_pager::sys::SIGSEGV => from(uexec_pager::trap::program_segv_action()),
+        uexec_pager::sys::SIGSEGV => from(uexec_pager::actions::program_segv_action()),
         uexec_pager::sys::SIGSYS => uexec_capture::sys::KernelSigaction::default(),
         _ => real,
     }
 }
 
 fn pager_sigmask(real: u64) -> u64 {
-    real | uexec_pager::trap::program_blocked()
+    real | uexec_pager::masks::program_blocked()
 }
 
 fn pager_altstack(real: (u64, u32, u64)) -> (u64, u32, u64) {

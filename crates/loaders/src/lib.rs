@@ -579,7 +579,7 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
         return 126;
     };
     if let Some(request) = &started.checkpoint {
-        uexec_pager::trap::hold_during_traps(request.signal);
+        uexec_pager::masks::hold_during_traps(request.signal);
     }
     // SAFETY: called once, single-threaded, with the image just mapped lazily at this bias.
     let installed = unsafe { uexec_pager::install(image, ready.program.bias, &config, first_page) };
@@ -592,7 +592,7 @@ pub fn pager_main(tool: Tool, startup: &Startup) -> i32 {
         // main thread's pager stack (the alternate stack installed now).
         let host = [
             startup.args().next().map_or(0, |a| a.as_ptr() as u64),
-            uexec_pager::pager::table().map_or(0, |t| t.states().as_ptr() as u64),
+            uexec_pager::state::table().map_or(0, |t| t.states().as_ptr() as u64),
             checkpoint::current_altstack(),
         ];
         let fds = [started.log_fd.filter(|&fd| fd > 2).unwrap_or(-1)];

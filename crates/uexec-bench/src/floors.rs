@@ -14,7 +14,7 @@
 //!   grows, the other shrinks: what a sequential scan asks of dpager). Each page is written after
 //!   its `mprotect`, outside the timed part: next to populated pages the call costs about twice
 //!   what it costs among untouched ones, and a pager's grants are always of the first kind. The
-//!   mapping is prepared as a pager's bss is (see `uexec_pager::pager::prepare_anon`): committed
+//!   mapping is prepared as a pager's bss is (see `uexec_pager::state::prepare_anon`): committed
 //!   and with an `anon_vma` (the call is then about as cheap as in a `MAP_NORESERVE` mapping).
 //! - **mprotect split**: the same, but each page with an untouched `PROT_NONE` page on both
 //!   sides, so each call splits a mapping in three (what a scattered scan asks until grants

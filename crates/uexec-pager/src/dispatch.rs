@@ -1,5 +1,6 @@
-//! The pager's start-up way of seeing the program's system calls: syscall user dispatch
-//! (`PR_SET_SYSCALL_USER_DISPATCH`, Linux 5.11+), before the seccomp filter of [`crate::trap`] exists.
+//! Syscall user dispatch at start-up: how the pager sees the program's calls before its filter exists.
+//!
+//! (`PR_SET_SYSCALL_USER_DISPATCH`, Linux 5.11+; the filter is [`crate::filter`]'s.)
 //!
 //! Attaching a seccomp filter is the largest single cost of a pager's start-up: the kernel translates
 //! and JIT-compiles the program, builds its per-number action cache with interrupts off, and frees the

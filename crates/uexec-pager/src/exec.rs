@@ -26,10 +26,10 @@ use core::ffi::CStr;
 
 use linux_raw_sys::general as k;
 
+use crate::grant;
 use crate::lock::Once;
-use crate::pager;
 use crate::sys::raw;
-use crate::trap::read_word;
+use crate::usermem::read_word;
 
 /// Room for the pager's leading arguments: a few options and a `--log-append` path.
 const PREFIX_ROOM: usize = 4096 + 256;
@@ -139,15 +139,15 @@ fn fill(
 
 /// Makes the path, the argv and envp arrays and their strings accessible where they lie in the image.
 pub fn prefault_exec_args(path: u64, argv: u64, envp: u64) {
-    pager::ensure_accessible(path, MAX_STRING);
+    grant::ensure_accessible(path, MAX_STRING);
     for array in [argv, envp] {
         let mut i = 0;
         while i < 65536 {
             let slot = array.wrapping_add(8 * i);
-            pager::ensure_accessible(slot, 8);
+            grant::ensure_accessible(slot, 8);
             match read_word(slot) {
                 Some(0) | None => break,
-                Some(s) => pager::ensure_accessible(s, MAX_STRING),
+                Some(s) => grant::ensure_accessible(s, MAX_STRING),
             }
             i += 1;
         }
@@ -265,7 +265,7 @@ fn classify(path: u64) -> Option<Target> {
 fn loadable(path: &CStr, is_interpreter: bool) -> bool {
     use rustix::fs::{Mode, OFlags};
     use uexec_elf::{interpreter_path, FileHeader, Image, Kind, EHDR_SIZE, MAX_PHDR_TABLE};
-    /// The loaders' own range (`LOADER_IP_HIGH` in trap.rs): a fixed-address program there is refused.
+    /// The loaders' own range (`LOADER_IP_HIGH` in filter.rs): a fixed-address program there is refused.
     const LOADER: (u64, u64) = (0x3c00_0000_0000, 0x3c01_0000_0000);
     let Ok(fd) = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
         return false;
@@ -414,7 +414,7 @@ pub fn through_pager(path: u64, argv: u64, envp: u64, mask: u64) -> i64 {
     const RT_SIGPROCMASK: u64 = k::__NR_rt_sigprocmask as u64;
     const SIG_SETMASK: u64 = k::SIG_SETMASK as u64;
     let direct = || raw(EXECVE, &[path, argv, envp, 0, 0, 0]);
-    if !crate::trap::readable_string(path, MAX_STRING as usize) {
+    if !crate::usermem::readable_string(path, MAX_STRING as usize) {
         // A path the kernel cannot read: its EFAULT, without reading it here.
         return direct();
     }

@@ -1,18 +1,23 @@
-//! `--stats` for a program killed by a signal: while the program leaves a signal whose default action
-//! ends the process at `SIG_DFL`, the pager holds a handler for it that prints the statistics, restores
-//! `SIG_DFL` and raises the signal again, so the process still dies of it (core dump included). The
-//! program sees `SIG_DFL` when it asks (`rt_sigaction` is trapped, see [`intercept`]), and whatever it
-//! installs itself is installed for real. Only with `--stats`; SIGKILL cannot be caught.
+//! `--stats` for a program killed by a signal.
+//!
+//! While the program leaves a signal whose default action ends the process at `SIG_DFL`, the pager
+//! holds a handler for it that prints the statistics, restores `SIG_DFL` and raises the signal again,
+//! so the process still dies of it (core dump included). The program sees `SIG_DFL` when it asks
+//! (`rt_sigaction` is trapped, see [`intercept`]), and whatever it installs itself is installed for
+//! real. Only with `--stats`; SIGKILL cannot be caught.
 //!
 //! # Safety
 //!
 //! The handler has the constraints of the other handlers: raw system calls and atomics only.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use linux_raw_sys::general as k;
 
 use crate::sys::{self, KernelSigaction};
+
+/// Set by [`install`]: whether this module holds signals at all (`--stats`).
+static ON: AtomicBool = AtomicBool::new(false);
 
 /// Signals the pager holds for the program (bit `sig - 1`), the program's own action being SIG_DFL.
 static CAUGHT: AtomicU64 = AtomicU64::new(0);
@@ -41,6 +46,7 @@ fn ours() -> KernelSigaction {
 ///
 /// Single-threaded set-up, after the statistics exist.
 pub unsafe fn install() {
+    ON.store(true, Ordering::Relaxed);
     for sig in (1..=64).filter(|&s| ends_process(s)) {
         let mut old = KernelSigaction::default();
         // SAFETY: a query only.
@@ -56,10 +62,10 @@ pub unsafe fn install() {
     }
 }
 
-/// `rt_sigaction(sig, new, old)` on the program's behalf for a signal this module may hold (called only
-/// with `--stats`); `None` if the call is none of its business. `new` has had SIGSEGV and SIGSYS removed from its mask already.
+/// `rt_sigaction(sig, new, old)` on the program's behalf for a signal this module may hold (only after
+/// [`install`], that is with `--stats`); `None` if the call is none of its business. `new` has had SIGSEGV and SIGSYS removed from its mask already.
 pub fn intercept(sig: i32, new: Option<KernelSigaction>, old: u64) -> Option<i64> {
-    if !ends_process(sig) {
+    if !ON.load(Ordering::Relaxed) || !ends_process(sig) {
         return None;
     }
     let caught = CAUGHT.load(Ordering::Relaxed) & bit(sig) != 0;
@@ -100,7 +106,7 @@ pub fn intercept(sig: i32, new: Option<KernelSigaction>, old: u64) -> Option<i64
 }
 
 extern "C" fn on_fatal(sig: i32, _info: *mut core::ffi::c_void, _context: *mut core::ffi::c_void) {
-    crate::pager::print_stats();
+    crate::report::print_stats();
     let default = KernelSigaction {
         handler: sys::SIG_DFL,
         flags: sys::SA_RESTORER,

@@ -1,5 +1,7 @@
-//! The crate's shared cells: [`Lock`], its one lock (a spin lock, usable in a signal handler), and
-//! [`Once`], a value written once at set-up and read-only afterwards. No `static mut` elsewhere.
+//! The crate's shared cells: its one lock, and values written once at set-up.
+//!
+//! [`Lock`] is a spin lock, usable in a signal handler; [`Once`] holds a value written once at set-up
+//! and read-only afterwards. No `static mut` elsewhere.
 //!
 //! # Safety
 //!
@@ -114,10 +116,13 @@ mod tests {
     #[test]
     fn with_gives_the_value_and_keeps_writes() {
         static L: Lock<u32> = Lock::new(1);
-        assert_eq!(L.with(|v| {
-            *v += 1;
-            *v * 10
-        }), 20);
+        assert_eq!(
+            L.with(|v| {
+                *v += 1;
+                *v * 10
+            }),
+            20
+        );
         assert_eq!(L.get(), 2);
         L.set(7);
         assert_eq!(L.get(), 7);

@@ -1,5 +1,4 @@
-//! Which pages hpager maps together with the one that faulted: the prediction policies behind
-//! `--predict=POLICY --pages=N`.
+//! hpager's prediction policies (`--predict=POLICY --pages=N`): which pages to map with a fault.
 //!
 //! The pager's SIGSEGV handler calls [`Predictor::on_fault`] with the faulting page and the region that
 //! holds it, maps the faulting page plus whichever predicted pages are not mapped yet, and reports through

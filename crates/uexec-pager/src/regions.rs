@@ -1,5 +1,4 @@
-//! The region table: which address ranges the pager owns, with what protection they end up, and the
-//! state of each of their pages.
+//! The region table: the address ranges the pager owns, their protection, and each page's state.
 //!
 //! Built once, before the fault handler is installed and before the program runs, then only read (and
 //! its page states and counters updated through atomics) by the handler. A sorted array answers "which

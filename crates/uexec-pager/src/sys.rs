@@ -1,5 +1,7 @@
-//! The kernel ABI: every raw `syscall` of the crate, the system-call numbers, and the layouts the
-//! kernel hands a signal handler (`siginfo_t`, `ucontext_t`), checked at compile time.
+//! The kernel ABI: every raw `syscall` of the crate, the numbers, and the signal-frame layouts.
+//!
+//! The layouts the kernel hands a signal handler (`siginfo_t`, `ucontext_t`) are checked at compile
+//! time.
 //!
 //! # Safety
 //!
@@ -53,6 +55,24 @@ pub unsafe fn syscall4(nr: u64, a: u64, b: u64, c: u64, d: u64) -> i64 {
             in("rdx") c, in("r10") d, lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     ret
+}
+
+/// `mincore(addr, pages * PAGE_SIZE, vec)`: whether the kernel filled one byte per page into `vec`
+/// (false, without a call, if `vec` holds fewer than `pages` bytes).
+pub fn mincore(addr: u64, pages: usize, vec: &mut [u8]) -> bool {
+    if vec.len() < pages {
+        return false;
+    }
+    // SAFETY: the kernel writes one byte per page into `vec`, which holds at least `pages` bytes.
+    unsafe {
+        syscall4(
+            k::__NR_mincore as u64,
+            addr,
+            pages as u64 * uexec_elf::PAGE_SIZE,
+            vec.as_mut_ptr() as u64,
+            0,
+        ) == 0
+    }
 }
 
 /// `rt_sigaction(sig, new, old, 8)`.

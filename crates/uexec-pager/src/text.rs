@@ -1,5 +1,6 @@
-//! Formatting numbers and log lines into fixed buffers, for code that may not use `core::fmt` (it can
-//! panic and is large) — the fault handler above all.
+//! Numbers and log lines formatted into fixed buffers, for code that may not use `core::fmt`.
+//!
+//! (`core::fmt` can panic and is large; the fault handler above all must not use it.)
 
 /// A fixed-capacity byte buffer; writes past the end are dropped.
 pub struct Line<const N: usize> {

@@ -1,6 +1,7 @@
-//! Alternate signal stacks of the pager's own for every thread of the program, so that the SIGSEGV and
-//! SIGSYS handlers do not write their signal frames on the program's stacks (a goroutine's 2 KiB stack,
-//! a thread made with a 16 KiB stack).
+//! Pager stacks: an alternate signal stack of the pager's own for every thread of the program.
+//!
+//! So the SIGSEGV and SIGSYS handlers do not write their signal frames on the program's stacks (a
+//! goroutine's 2 KiB stack, a thread made with a 16 KiB stack).
 //!
 //! The kernel clears the alternate stack of a thread created with `CLONE_VM` but not `CLONE_VFORK`
 //! (`copy_process`), so every new thread would start without one. The filter traps exactly those
@@ -32,7 +33,7 @@ use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use uexec_elf::PAGE_SIZE;
 
 use crate::sys::{nr, raw, reg, reg_ptr, SignalStack, UC_STACK_OFFSET};
-use crate::trap::read_word;
+use crate::usermem::{read_word, write_bytes};
 
 /// Usable size of one pager stack; a guard page lies below it. Enough for two nested kernel frames of
 /// AVX-512 state (3.4 KiB each) and the handlers' own buffers.
@@ -386,7 +387,7 @@ pub(crate) fn sigaltstack(new: u64, old: u64, context: *mut c_void) -> i64 {
 
 fn write_stack(addr: u64, stack: &SignalStack) -> bool {
     // Through the kernel, so that a bad pointer gives EFAULT, as natively, instead of a fault here.
-    crate::trap::write_bytes(addr, stack)
+    write_bytes(addr, stack)
 }
 
 /// The program's `exit(code)` from one thread: its pager stack goes back to the pool, then the thread

@@ -1,5 +1,6 @@
-//! The window prediction accuracy is judged in: the pages predicted at each of the last
-//! [`WINDOW`] demand faults, kept until that many more demand faults have happened.
+//! The prediction-accuracy window: the pages predicted at each of the last [`WINDOW`] faults.
+//!
+//! Each batch is kept until that many more demand faults have happened.
 //!
 //! A predicted page counts as used if the program touched it before the pager made [`WINDOW`] more
 //! demand faults, and as waste otherwise: a page first touched much later would have been faulted in
